@@ -1,0 +1,145 @@
+//! PUBLISH: an application message on its way to or from the broker.
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use super::{Layout, read_packet_id};
+use crate::error::{DecodeError, EncodeError};
+use crate::properties::{
+    PublishProperties, checked_body_len, read_properties, section_len, write_properties,
+};
+use crate::topic::{TopicError, validate_topic_name};
+use crate::wire::{Reader, prefixed_len, put_prefixed};
+use crate::{PacketId, PacketType, ProtocolVersion, QoS};
+
+/// A PUBLISH packet. `packet_id` is present exactly when `qos` is above 0;
+/// the decoder guarantees it and the encoder checks it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// This is a redelivery of an earlier attempt.
+    pub dup: bool,
+    /// Quality of service of this delivery.
+    pub qos: QoS,
+    /// The message is (to be) retained.
+    pub retain: bool,
+    /// The topic name. Empty only in MQTT 5 when a topic alias stands for it.
+    pub topic: ByteString,
+    /// Packet identifier, for QoS 1 and 2.
+    pub packet_id: Option<PacketId>,
+    /// MQTT 5 properties; ignored when encoding for older versions.
+    pub properties: PublishProperties,
+    /// The application payload, shared with the receive buffer.
+    pub payload: Bytes,
+}
+
+impl Publish {
+    /// A QoS 0 message with no properties.
+    pub fn new(topic: impl Into<ByteString>, payload: impl Into<Bytes>) -> Self {
+        Self {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: topic.into(),
+            packet_id: None,
+            properties: PublishProperties::default(),
+            payload: payload.into(),
+        }
+    }
+
+    pub(super) fn decode(
+        reader: &mut Reader,
+        flags: u8,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
+        // The fixed header parser has already rejected QoS 3 and DUP on QoS 0.
+        let qos = QoS::from_bits((flags >> 1) & 0b11)?;
+        let topic = reader.string()?;
+        if !topic.is_empty() || !version.is_v5() {
+            validate_topic_name(&topic).map_err(DecodeError::InvalidTopicName)?;
+        }
+        let packet_id = match qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce | QoS::ExactlyOnce => Some(read_packet_id(reader)?),
+        };
+        let properties: PublishProperties = if version.is_v5() {
+            read_properties(reader, PacketType::Publish)?
+        } else {
+            PublishProperties::default()
+        };
+        if topic.is_empty() && properties.topic_alias.is_none() {
+            return Err(DecodeError::EmptyTopicWithoutAlias);
+        }
+        Ok(Self {
+            dup: flags & 0b1000 != 0,
+            qos,
+            retain: flags & 0b0001 != 0,
+            topic,
+            packet_id,
+            properties,
+            payload: reader.take_rest(),
+        })
+    }
+
+    pub(super) fn first_byte(&self) -> u8 {
+        (PacketType::Publish as u8) << 4
+            | u8::from(self.dup) << 3
+            | self.qos.as_u8() << 1
+            | u8::from(self.retain)
+    }
+
+    pub(super) fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
+        if self.packet_id.is_some() != (self.qos != QoS::AtMostOnce) {
+            return Err(EncodeError::PacketIdMismatch);
+        }
+        if self.topic.is_empty()
+            && !(version.is_v5() && self.properties.topic_alias.is_some())
+        {
+            return Err(EncodeError::ValueOutOfRange("topic name (empty without a topic alias)"));
+        }
+        let mut layout = Layout {
+            remaining: prefixed_len(self.topic.len(), "topic name")? + self.payload.len(),
+            ..Layout::default()
+        };
+        if self.packet_id.is_some() {
+            layout.remaining += 2;
+        }
+        if version.is_v5() {
+            layout.properties = checked_body_len(&self.properties)?;
+            layout.remaining += section_len(layout.properties);
+        }
+        Ok(layout)
+    }
+
+    pub(super) fn write_body(&self, version: ProtocolVersion, layout: &Layout, dst: &mut BytesMut) {
+        put_prefixed(dst, self.topic.as_bytes());
+        if let Some(packet_id) = self.packet_id {
+            dst.put_u16(packet_id.get());
+        }
+        if version.is_v5() {
+            write_properties(&self.properties, layout.properties, dst);
+        }
+        dst.put_slice(&self.payload);
+    }
+
+    /// Checks the topic as a topic name (non-empty, no wildcards).
+    pub fn validate_topic(&self) -> Result<(), TopicError> {
+        validate_topic_name(&self.topic)
+    }
+}
+
+impl fmt::Debug for Publish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Payloads are application data: never print them.
+        f.debug_struct("Publish")
+            .field("dup", &self.dup)
+            .field("qos", &self.qos)
+            .field("retain", &self.retain)
+            .field("topic", &self.topic)
+            .field("packet_id", &self.packet_id)
+            .field("properties", &self.properties)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}

@@ -1,0 +1,693 @@
+//! MQTT 5 properties: one typed struct per packet kind.
+//!
+//! Each struct lists, in ascending identifier order, exactly the properties
+//! its packet may carry; the decoder rejects any other identifier, a second
+//! occurrence of a property that may occur once, and values outside their
+//! range. The encoder writes properties in ascending identifier order, which
+//! is also the order the paho clients use.
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::error::{DecodeError, EncodeError};
+use crate::topic::validate_topic_name;
+use crate::wire::{
+    MAX_VARIABLE_INTEGER, Reader, prefixed_len, put_prefixed, put_variable_integer,
+    variable_integer_len,
+};
+use crate::{PacketType, QoS};
+
+macro_rules! property_ids {
+    ($( $name:ident = $value:literal, $text:literal; )*) => {
+        /// The identifier of an MQTT 5 property (MQTT 5 §2.2.2.2).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum PropertyId {
+            $( #[doc = $text] $name = $value, )*
+        }
+
+        impl PropertyId {
+            /// Parses an identifier; `None` for identifiers MQTT 5 does not define.
+            pub const fn from_u32(value: u32) -> Option<Self> {
+                match value {
+                    $( $value => Some(Self::$name), )*
+                    _ => None,
+                }
+            }
+
+            /// The property's name in the specification.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Self::$name => $text, )*
+                }
+            }
+        }
+    };
+}
+
+property_ids! {
+    PayloadFormatIndicator = 0x01, "Payload Format Indicator";
+    MessageExpiryInterval = 0x02, "Message Expiry Interval";
+    ContentType = 0x03, "Content Type";
+    ResponseTopic = 0x08, "Response Topic";
+    CorrelationData = 0x09, "Correlation Data";
+    SubscriptionIdentifier = 0x0B, "Subscription Identifier";
+    SessionExpiryInterval = 0x11, "Session Expiry Interval";
+    AssignedClientIdentifier = 0x12, "Assigned Client Identifier";
+    ServerKeepAlive = 0x13, "Server Keep Alive";
+    AuthenticationMethod = 0x15, "Authentication Method";
+    AuthenticationData = 0x16, "Authentication Data";
+    RequestProblemInformation = 0x17, "Request Problem Information";
+    WillDelayInterval = 0x18, "Will Delay Interval";
+    RequestResponseInformation = 0x19, "Request Response Information";
+    ResponseInformation = 0x1A, "Response Information";
+    ServerReference = 0x1C, "Server Reference";
+    ReasonString = 0x1F, "Reason String";
+    ReceiveMaximum = 0x21, "Receive Maximum";
+    TopicAliasMaximum = 0x22, "Topic Alias Maximum";
+    TopicAlias = 0x23, "Topic Alias";
+    MaximumQos = 0x24, "Maximum QoS";
+    RetainAvailable = 0x25, "Retain Available";
+    UserProperty = 0x26, "User Property";
+    MaximumPacketSize = 0x27, "Maximum Packet Size";
+    WildcardSubscriptionAvailable = 0x28, "Wildcard Subscription Available";
+    SubscriptionIdentifierAvailable = 0x29, "Subscription Identifier Available";
+    SharedSubscriptionAvailable = 0x2A, "Shared Subscription Available";
+}
+
+impl fmt::Display for PropertyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (0x{:02X})", self.name(), *self as u8)
+    }
+}
+
+/// User properties: name/value pairs in the order they were received.
+pub type UserProperties = Vec<(ByteString, ByteString)>;
+
+/// How one property value is read, measured and written.
+pub(crate) trait Kind {
+    type Value;
+    fn read(reader: &mut Reader, id: PropertyId) -> Result<Self::Value, DecodeError>;
+    fn len(value: &Self::Value, id: PropertyId) -> Result<usize, EncodeError>;
+    fn write(value: &Self::Value, dst: &mut BytesMut);
+}
+
+/// A byte that must be 0 or 1.
+pub(crate) struct Flag;
+/// Any two-byte integer.
+pub(crate) struct U16;
+/// A two-byte integer other than zero.
+pub(crate) struct NonZeroU16;
+/// Any four-byte integer.
+pub(crate) struct U32;
+/// A four-byte integer other than zero.
+pub(crate) struct NonZeroU32;
+/// A subscription identifier: a variable byte integer from 1 to 268,435,455.
+pub(crate) struct SubscriptionId;
+/// A UTF-8 string.
+pub(crate) struct Utf8;
+/// A UTF-8 string that must be a valid topic name (no wildcards).
+pub(crate) struct Topic;
+/// Binary data.
+pub(crate) struct Binary;
+/// Maximum QoS: 0 or 1 (absence means 2).
+pub(crate) struct MaxQos;
+/// A user property: two UTF-8 strings.
+pub(crate) struct Pair;
+
+impl Kind for Flag {
+    type Value = bool;
+    fn read(reader: &mut Reader, id: PropertyId) -> Result<bool, DecodeError> {
+        match reader.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::InvalidPropertyValue(id)),
+        }
+    }
+    fn len(_: &bool, _: PropertyId) -> Result<usize, EncodeError> {
+        Ok(1)
+    }
+    fn write(value: &bool, dst: &mut BytesMut) {
+        dst.put_u8(u8::from(*value));
+    }
+}
+
+impl Kind for U16 {
+    type Value = u16;
+    fn read(reader: &mut Reader, _: PropertyId) -> Result<u16, DecodeError> {
+        reader.u16()
+    }
+    fn len(_: &u16, _: PropertyId) -> Result<usize, EncodeError> {
+        Ok(2)
+    }
+    fn write(value: &u16, dst: &mut BytesMut) {
+        dst.put_u16(*value);
+    }
+}
+
+impl Kind for NonZeroU16 {
+    type Value = u16;
+    fn read(reader: &mut Reader, id: PropertyId) -> Result<u16, DecodeError> {
+        match reader.u16()? {
+            0 => Err(DecodeError::InvalidPropertyValue(id)),
+            value => Ok(value),
+        }
+    }
+    fn len(value: &u16, id: PropertyId) -> Result<usize, EncodeError> {
+        match value {
+            0 => Err(EncodeError::ValueOutOfRange(id.name())),
+            _ => Ok(2),
+        }
+    }
+    fn write(value: &u16, dst: &mut BytesMut) {
+        dst.put_u16(*value);
+    }
+}
+
+impl Kind for U32 {
+    type Value = u32;
+    fn read(reader: &mut Reader, _: PropertyId) -> Result<u32, DecodeError> {
+        reader.u32()
+    }
+    fn len(_: &u32, _: PropertyId) -> Result<usize, EncodeError> {
+        Ok(4)
+    }
+    fn write(value: &u32, dst: &mut BytesMut) {
+        dst.put_u32(*value);
+    }
+}
+
+impl Kind for NonZeroU32 {
+    type Value = u32;
+    fn read(reader: &mut Reader, id: PropertyId) -> Result<u32, DecodeError> {
+        match reader.u32()? {
+            0 => Err(DecodeError::InvalidPropertyValue(id)),
+            value => Ok(value),
+        }
+    }
+    fn len(value: &u32, id: PropertyId) -> Result<usize, EncodeError> {
+        match value {
+            0 => Err(EncodeError::ValueOutOfRange(id.name())),
+            _ => Ok(4),
+        }
+    }
+    fn write(value: &u32, dst: &mut BytesMut) {
+        dst.put_u32(*value);
+    }
+}
+
+impl Kind for SubscriptionId {
+    type Value = u32;
+    fn read(reader: &mut Reader, id: PropertyId) -> Result<u32, DecodeError> {
+        match reader.variable_integer()? {
+            0 => Err(DecodeError::InvalidPropertyValue(id)),
+            value => Ok(value),
+        }
+    }
+    fn len(value: &u32, id: PropertyId) -> Result<usize, EncodeError> {
+        match value {
+            1..=MAX_VARIABLE_INTEGER => Ok(variable_integer_len(*value)),
+            _ => Err(EncodeError::ValueOutOfRange(id.name())),
+        }
+    }
+    fn write(value: &u32, dst: &mut BytesMut) {
+        put_variable_integer(dst, *value);
+    }
+}
+
+impl Kind for Utf8 {
+    type Value = ByteString;
+    fn read(reader: &mut Reader, _: PropertyId) -> Result<ByteString, DecodeError> {
+        reader.string()
+    }
+    fn len(value: &ByteString, id: PropertyId) -> Result<usize, EncodeError> {
+        prefixed_len(value.len(), id.name())
+    }
+    fn write(value: &ByteString, dst: &mut BytesMut) {
+        put_prefixed(dst, value.as_bytes());
+    }
+}
+
+impl Kind for Topic {
+    type Value = ByteString;
+    fn read(reader: &mut Reader, id: PropertyId) -> Result<ByteString, DecodeError> {
+        let topic = reader.string()?;
+        validate_topic_name(&topic).map_err(|_| DecodeError::InvalidPropertyValue(id))?;
+        Ok(topic)
+    }
+    fn len(value: &ByteString, id: PropertyId) -> Result<usize, EncodeError> {
+        prefixed_len(value.len(), id.name())
+    }
+    fn write(value: &ByteString, dst: &mut BytesMut) {
+        put_prefixed(dst, value.as_bytes());
+    }
+}
+
+impl Kind for Binary {
+    type Value = Bytes;
+    fn read(reader: &mut Reader, _: PropertyId) -> Result<Bytes, DecodeError> {
+        reader.binary()
+    }
+    fn len(value: &Bytes, id: PropertyId) -> Result<usize, EncodeError> {
+        prefixed_len(value.len(), id.name())
+    }
+    fn write(value: &Bytes, dst: &mut BytesMut) {
+        put_prefixed(dst, value);
+    }
+}
+
+impl Kind for MaxQos {
+    type Value = QoS;
+    fn read(reader: &mut Reader, id: PropertyId) -> Result<QoS, DecodeError> {
+        match reader.u8()? {
+            0 => Ok(QoS::AtMostOnce),
+            1 => Ok(QoS::AtLeastOnce),
+            _ => Err(DecodeError::InvalidPropertyValue(id)),
+        }
+    }
+    fn len(value: &QoS, id: PropertyId) -> Result<usize, EncodeError> {
+        match value {
+            QoS::ExactlyOnce => Err(EncodeError::ValueOutOfRange(id.name())),
+            _ => Ok(1),
+        }
+    }
+    fn write(value: &QoS, dst: &mut BytesMut) {
+        dst.put_u8(value.as_u8());
+    }
+}
+
+impl Kind for Pair {
+    type Value = (ByteString, ByteString);
+    fn read(reader: &mut Reader, _: PropertyId) -> Result<Self::Value, DecodeError> {
+        Ok((reader.string()?, reader.string()?))
+    }
+    fn len((name, value): &Self::Value, _: PropertyId) -> Result<usize, EncodeError> {
+        Ok(prefixed_len(name.len(), "user property name")?
+            + prefixed_len(value.len(), "user property value")?)
+    }
+    fn write((name, value): &Self::Value, dst: &mut BytesMut) {
+        put_prefixed(dst, name.as_bytes());
+        put_prefixed(dst, value.as_bytes());
+    }
+}
+
+/// The properties of one packet kind.
+pub(crate) trait PropertySet: Default {
+    /// Reads the value of property `id`, which the caller has just read.
+    fn read_property(
+        &mut self,
+        id: PropertyId,
+        packet: PacketType,
+        reader: &mut Reader,
+    ) -> Result<(), DecodeError>;
+    /// Length of the properties without their length prefix.
+    fn body_len(&self) -> Result<usize, EncodeError>;
+    /// Writes the properties without their length prefix.
+    fn write_body(&self, dst: &mut BytesMut);
+}
+
+/// Reads a property length and the properties of `packet` that follow it.
+pub(crate) fn read_properties<P: PropertySet>(
+    reader: &mut Reader,
+    packet: PacketType,
+) -> Result<P, DecodeError> {
+    let len = reader.variable_integer()? as usize;
+    let mut section = Reader::new(reader.take(len)?);
+    let mut properties = P::default();
+    while !section.is_empty() {
+        let raw = section.variable_integer()?;
+        let id = PropertyId::from_u32(raw).ok_or(DecodeError::UnknownProperty(raw))?;
+        properties.read_property(id, packet, &mut section)?;
+    }
+    Ok(properties)
+}
+
+/// The body length of `properties`, checked to fit a variable byte integer.
+pub(crate) fn checked_body_len<P: PropertySet>(properties: &P) -> Result<usize, EncodeError> {
+    let len = properties.body_len()?;
+    if len > MAX_VARIABLE_INTEGER as usize {
+        return Err(EncodeError::PacketTooLarge(len));
+    }
+    Ok(len)
+}
+
+/// Length of a property section whose body is `body_len` bytes.
+pub(crate) fn section_len(body_len: usize) -> usize {
+    variable_integer_len(body_len as u32) + body_len
+}
+
+/// Writes the length prefix and the properties; `body_len` comes from
+/// [`checked_body_len`].
+pub(crate) fn write_properties<P: PropertySet>(properties: &P, body_len: usize, dst: &mut BytesMut) {
+    put_variable_integer(dst, body_len as u32);
+    properties.write_body(dst);
+}
+
+macro_rules! property_set {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* $field:ident: $mode:ident $kind:ident = $id:ident, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: property_set!(@type $mode $kind), )*
+        }
+
+        impl $name {
+            /// True when no property is set.
+            pub fn is_empty(&self) -> bool {
+                true $( && property_set!(@is_empty $mode self.$field) )*
+            }
+        }
+
+        impl PropertySet for $name {
+            fn read_property(
+                &mut self,
+                id: PropertyId,
+                packet: PacketType,
+                reader: &mut Reader,
+            ) -> Result<(), DecodeError> {
+                match id {
+                    $( PropertyId::$id => property_set!(@read $mode $kind, self.$field, id, reader), )*
+                    _ => Err(DecodeError::PropertyNotAllowed { property: id, packet }),
+                }
+            }
+
+            fn body_len(&self) -> Result<usize, EncodeError> {
+                let mut len = 0;
+                $( len += property_set!(@len $mode $kind, self.$field, PropertyId::$id); )*
+                Ok(len)
+            }
+
+            fn write_body(&self, dst: &mut BytesMut) {
+                $( property_set!(@write $mode $kind, self.$field, PropertyId::$id, dst); )*
+            }
+        }
+    };
+    (@type one $kind:ident) => { Option<property_set!(@value $kind)> };
+    (@type many $kind:ident) => { Vec<property_set!(@value $kind)> };
+    // Spelled out so that the public field types name no private trait.
+    (@value Flag) => { bool };
+    (@value U16) => { u16 };
+    (@value NonZeroU16) => { u16 };
+    (@value U32) => { u32 };
+    (@value NonZeroU32) => { u32 };
+    (@value SubscriptionId) => { u32 };
+    (@value Utf8) => { ByteString };
+    (@value Topic) => { ByteString };
+    (@value Binary) => { Bytes };
+    (@value MaxQos) => { QoS };
+    (@value Pair) => { (ByteString, ByteString) };
+    (@is_empty one $slot:expr) => { $slot.is_none() };
+    (@is_empty many $slot:expr) => { $slot.is_empty() };
+    (@read one $kind:ident, $slot:expr, $id:ident, $reader:ident) => {{
+        if $slot.is_some() {
+            return Err(DecodeError::DuplicateProperty($id));
+        }
+        $slot = Some(<$kind as Kind>::read($reader, $id)?);
+        Ok(())
+    }};
+    (@read many $kind:ident, $slot:expr, $id:ident, $reader:ident) => {{
+        $slot.push(<$kind as Kind>::read($reader, $id)?);
+        Ok(())
+    }};
+    (@len one $kind:ident, $slot:expr, $id:expr) => {
+        match &$slot {
+            Some(value) => 1 + <$kind as Kind>::len(value, $id)?,
+            None => 0,
+        }
+    };
+    (@len many $kind:ident, $slot:expr, $id:expr) => {{
+        let mut len = 0;
+        for value in &$slot {
+            len += 1 + <$kind as Kind>::len(value, $id)?;
+        }
+        len
+    }};
+    (@write one $kind:ident, $slot:expr, $id:expr, $dst:ident) => {
+        if let Some(value) = &$slot {
+            $dst.put_u8($id as u8);
+            <$kind as Kind>::write(value, $dst);
+        }
+    };
+    (@write many $kind:ident, $slot:expr, $id:expr, $dst:ident) => {
+        for value in &$slot {
+            $dst.put_u8($id as u8);
+            <$kind as Kind>::write(value, $dst);
+        }
+    };
+}
+
+property_set! {
+    /// Properties of CONNECT.
+    pub struct ConnectProperties {
+        /// Seconds the session outlives the connection; absent means 0.
+        session_expiry_interval: one U32 = SessionExpiryInterval,
+        /// Name of the enhanced authentication method.
+        authentication_method: one Utf8 = AuthenticationMethod,
+        /// Data of the enhanced authentication method.
+        authentication_data: one Binary = AuthenticationData,
+        /// Whether the server may send reason strings and user properties on failures.
+        request_problem_information: one Flag = RequestProblemInformation,
+        /// Whether the client asks for response information in CONNACK.
+        request_response_information: one Flag = RequestResponseInformation,
+        /// QoS 1 and 2 messages the client will process at once.
+        receive_maximum: one NonZeroU16 = ReceiveMaximum,
+        /// Highest topic alias the client accepts from the server.
+        topic_alias_maximum: one U16 = TopicAliasMaximum,
+        /// User properties.
+        user_properties: many Pair = UserProperty,
+        /// Largest packet the client accepts.
+        maximum_packet_size: one NonZeroU32 = MaximumPacketSize,
+    }
+}
+
+property_set! {
+    /// Properties of the will message in CONNECT.
+    pub struct WillProperties {
+        /// 1 if the payload is UTF-8 text.
+        payload_format_indicator: one Flag = PayloadFormatIndicator,
+        /// Lifetime of the will message in seconds.
+        message_expiry_interval: one U32 = MessageExpiryInterval,
+        /// MIME type of the payload.
+        content_type: one Utf8 = ContentType,
+        /// Topic for a response to the will message.
+        response_topic: one Topic = ResponseTopic,
+        /// Data that links a response to this message.
+        correlation_data: one Binary = CorrelationData,
+        /// Seconds to wait after the connection ends before publishing the will.
+        will_delay_interval: one U32 = WillDelayInterval,
+        /// User properties.
+        user_properties: many Pair = UserProperty,
+    }
+}
+
+property_set! {
+    /// Properties of CONNACK.
+    pub struct ConnAckProperties {
+        /// Session expiry the server chose, if it differs from the request.
+        session_expiry_interval: one U32 = SessionExpiryInterval,
+        /// Client identifier assigned to a client that sent an empty one.
+        assigned_client_identifier: one Utf8 = AssignedClientIdentifier,
+        /// Keep alive the server imposes, in seconds.
+        server_keep_alive: one U16 = ServerKeepAlive,
+        /// Name of the enhanced authentication method.
+        authentication_method: one Utf8 = AuthenticationMethod,
+        /// Data of the enhanced authentication method.
+        authentication_data: one Binary = AuthenticationData,
+        /// Basis for response topics, when the client asked for it.
+        response_information: one Utf8 = ResponseInformation,
+        /// Another server the client should use.
+        server_reference: one Utf8 = ServerReference,
+        /// Human-readable reason.
+        reason_string: one Utf8 = ReasonString,
+        /// QoS 1 and 2 messages the server will process at once.
+        receive_maximum: one NonZeroU16 = ReceiveMaximum,
+        /// Highest topic alias the server accepts from the client.
+        topic_alias_maximum: one U16 = TopicAliasMaximum,
+        /// Highest QoS the server supports, when below 2.
+        maximum_qos: one MaxQos = MaximumQos,
+        /// Whether retained messages are supported.
+        retain_available: one Flag = RetainAvailable,
+        /// User properties.
+        user_properties: many Pair = UserProperty,
+        /// Largest packet the server accepts.
+        maximum_packet_size: one NonZeroU32 = MaximumPacketSize,
+        /// Whether wildcard subscriptions are supported.
+        wildcard_subscription_available: one Flag = WildcardSubscriptionAvailable,
+        /// Whether subscription identifiers are supported.
+        subscription_identifiers_available: one Flag = SubscriptionIdentifierAvailable,
+        /// Whether shared subscriptions are supported.
+        shared_subscription_available: one Flag = SharedSubscriptionAvailable,
+    }
+}
+
+property_set! {
+    /// Properties of PUBLISH.
+    pub struct PublishProperties {
+        /// 1 if the payload is UTF-8 text.
+        payload_format_indicator: one Flag = PayloadFormatIndicator,
+        /// Lifetime of the message in seconds.
+        message_expiry_interval: one U32 = MessageExpiryInterval,
+        /// MIME type of the payload.
+        content_type: one Utf8 = ContentType,
+        /// Topic for a response to this message.
+        response_topic: one Topic = ResponseTopic,
+        /// Data that links a response to this message.
+        correlation_data: one Binary = CorrelationData,
+        /// Identifiers of the subscriptions that matched (server to client).
+        subscription_identifiers: many SubscriptionId = SubscriptionIdentifier,
+        /// Topic alias standing for the topic name.
+        topic_alias: one NonZeroU16 = TopicAlias,
+        /// User properties.
+        user_properties: many Pair = UserProperty,
+    }
+}
+
+property_set! {
+    /// Properties of PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK.
+    pub struct AckProperties {
+        /// Human-readable reason.
+        reason_string: one Utf8 = ReasonString,
+        /// User properties.
+        user_properties: many Pair = UserProperty,
+    }
+}
+
+property_set! {
+    /// Properties of SUBSCRIBE.
+    pub struct SubscribeProperties {
+        /// Identifier echoed in every message this subscription delivers.
+        subscription_identifier: one SubscriptionId = SubscriptionIdentifier,
+        /// User properties.
+        user_properties: many Pair = UserProperty,
+    }
+}
+
+property_set! {
+    /// Properties of UNSUBSCRIBE.
+    pub struct UnsubscribeProperties {
+        /// User properties.
+        user_properties: many Pair = UserProperty,
+    }
+}
+
+property_set! {
+    /// Properties of DISCONNECT.
+    pub struct DisconnectProperties {
+        /// New session expiry set by the client as it disconnects.
+        session_expiry_interval: one U32 = SessionExpiryInterval,
+        /// Another server the client should use.
+        server_reference: one Utf8 = ServerReference,
+        /// Human-readable reason.
+        reason_string: one Utf8 = ReasonString,
+        /// User properties.
+        user_properties: many Pair = UserProperty,
+    }
+}
+
+property_set! {
+    /// Properties of AUTH.
+    pub struct AuthProperties {
+        /// Name of the enhanced authentication method.
+        authentication_method: one Utf8 = AuthenticationMethod,
+        /// Data of the enhanced authentication method.
+        authentication_data: one Binary = AuthenticationData,
+        /// Human-readable reason.
+        reason_string: one Utf8 = ReasonString,
+        /// User properties.
+        user_properties: many Pair = UserProperty,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode<P: PropertySet>(bytes: &'static [u8]) -> Result<P, DecodeError> {
+        read_properties(&mut Reader::new(Bytes::from_static(bytes)), PacketType::Publish)
+    }
+
+    #[test]
+    fn publish_properties_decode() {
+        let properties: PublishProperties =
+            decode(b"\x0f\x01\x01\x02\x00\x00\x00\x3c\x0b\x05\x0b\x80\x01\x23\x00\x07").unwrap();
+        assert_eq!(properties.payload_format_indicator, Some(true));
+        assert_eq!(properties.message_expiry_interval, Some(60));
+        assert_eq!(properties.subscription_identifiers, vec![5, 128]);
+        assert_eq!(properties.topic_alias, Some(7));
+    }
+
+    #[test]
+    fn duplicates_wrong_packets_and_bad_values_are_rejected() {
+        assert_eq!(
+            decode::<PublishProperties>(b"\x04\x01\x00\x01\x01"),
+            Err(DecodeError::DuplicateProperty(PropertyId::PayloadFormatIndicator))
+        );
+        assert_eq!(
+            decode::<PublishProperties>(b"\x03\x21\x00\x01"),
+            Err(DecodeError::PropertyNotAllowed {
+                property: PropertyId::ReceiveMaximum,
+                packet: PacketType::Publish
+            })
+        );
+        assert_eq!(
+            decode::<PublishProperties>(b"\x03\x23\x00\x00"),
+            Err(DecodeError::InvalidPropertyValue(PropertyId::TopicAlias))
+        );
+        assert_eq!(
+            decode::<PublishProperties>(b"\x02\x01\x02"),
+            Err(DecodeError::InvalidPropertyValue(PropertyId::PayloadFormatIndicator))
+        );
+        assert_eq!(decode::<PublishProperties>(b"\x01\x7f"), Err(DecodeError::UnknownProperty(0x7f)));
+        assert_eq!(decode::<PublishProperties>(b"\x05\x02\x00"), Err(DecodeError::Truncated));
+        assert_eq!(
+            decode::<PublishProperties>(b"\x05\x08\x00\x02a#"),
+            Err(DecodeError::InvalidPropertyValue(PropertyId::ResponseTopic))
+        );
+    }
+
+    #[test]
+    fn a_property_may_not_run_past_its_section() {
+        // The section is 2 bytes long but the four-byte integer needs 5.
+        assert_eq!(
+            decode::<PublishProperties>(b"\x02\x02\x00\x00\x00\x3c"),
+            Err(DecodeError::Truncated)
+        );
+    }
+
+    #[test]
+    fn encoding_is_in_ascending_identifier_order() {
+        let properties = PublishProperties {
+            topic_alias: Some(3),
+            user_properties: vec![("k".into(), "v".into())],
+            content_type: Some("text/plain".into()),
+            ..Default::default()
+        };
+        let len = checked_body_len(&properties).unwrap();
+        let mut buf = BytesMut::new();
+        write_properties(&properties, len, &mut buf);
+        assert_eq!(buf.len(), section_len(len));
+        assert_eq!(&buf[..], b"\x17\x03\x00\x0atext/plain\x23\x00\x03\x26\x00\x01k\x00\x01v");
+        let decoded: PublishProperties =
+            read_properties(&mut Reader::new(buf.freeze()), PacketType::Publish).unwrap();
+        assert_eq!(decoded, properties);
+    }
+
+    #[test]
+    fn out_of_range_values_are_not_encoded() {
+        let properties = PublishProperties { topic_alias: Some(0), ..Default::default() };
+        assert_eq!(
+            checked_body_len(&properties),
+            Err(EncodeError::ValueOutOfRange("Topic Alias"))
+        );
+        let properties =
+            SubscribeProperties { subscription_identifier: Some(0), ..Default::default() };
+        assert!(checked_body_len(&properties).is_err());
+    }
+}
