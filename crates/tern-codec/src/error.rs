@@ -13,7 +13,9 @@ use crate::{PacketType, ProtocolVersion, ReasonCode, properties::PropertyId, top
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum DecodeError {
     /// The remaining length used a fifth byte or a non-minimal encoding.
-    #[error("malformed variable byte integer: more than 4 bytes or not minimally encoded (MQTT 5 §1.5.5)")]
+    #[error(
+        "malformed variable byte integer: more than 4 bytes or not minimally encoded (MQTT 5 §1.5.5)"
+    )]
     MalformedVariableInteger,
     /// Packet type 0, or 15 before MQTT 5.
     #[error("reserved control packet type {0}")]
@@ -59,7 +61,9 @@ pub enum DecodeError {
     #[error("protocol name is neither \"MQTT\" nor \"MQIsdp\"")]
     InvalidProtocolName,
     /// CONNECT with an unknown protocol level.
-    #[error("protocol level {0} is not supported: use 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 5 (MQTT 5.0)")]
+    #[error(
+        "protocol level {0} is not supported: use 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 5 (MQTT 5.0)"
+    )]
     UnsupportedProtocolLevel(u8),
     /// CONNECT flags with the reserved bit 0 set.
     #[error("reserved bit 0 of the CONNECT flags is set (MQTT 5 §3.1.2.3)")]
@@ -216,7 +220,10 @@ mod tests {
 
     #[test]
     fn reason_codes_follow_the_kind_of_error() {
-        assert_eq!(DecodeError::Truncated.reason_code(), ReasonCode::MalformedPacket);
+        assert_eq!(
+            DecodeError::Truncated.reason_code(),
+            ReasonCode::MalformedPacket
+        );
         assert_eq!(
             DecodeError::DuplicateProperty(PropertyId::ContentType).reason_code(),
             ReasonCode::ProtocolError

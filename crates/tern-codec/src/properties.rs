@@ -340,7 +340,11 @@ pub(crate) fn section_len(body_len: usize) -> usize {
 
 /// Writes the length prefix and the properties; `body_len` comes from
 /// [`checked_body_len`].
-pub(crate) fn write_properties<P: PropertySet>(properties: &P, body_len: usize, dst: &mut BytesMut) {
+pub(crate) fn write_properties<P: PropertySet>(
+    properties: &P,
+    body_len: usize,
+    dst: &mut BytesMut,
+) {
     put_variable_integer(dst, body_len as u32);
     properties.write_body(dst);
 }
@@ -610,7 +614,10 @@ mod tests {
     use super::*;
 
     fn decode<P: PropertySet>(bytes: &'static [u8]) -> Result<P, DecodeError> {
-        read_properties(&mut Reader::new(Bytes::from_static(bytes)), PacketType::Publish)
+        read_properties(
+            &mut Reader::new(Bytes::from_static(bytes)),
+            PacketType::Publish,
+        )
     }
 
     #[test]
@@ -627,7 +634,9 @@ mod tests {
     fn duplicates_wrong_packets_and_bad_values_are_rejected() {
         assert_eq!(
             decode::<PublishProperties>(b"\x04\x01\x00\x01\x01"),
-            Err(DecodeError::DuplicateProperty(PropertyId::PayloadFormatIndicator))
+            Err(DecodeError::DuplicateProperty(
+                PropertyId::PayloadFormatIndicator
+            ))
         );
         assert_eq!(
             decode::<PublishProperties>(b"\x03\x21\x00\x01"),
@@ -642,10 +651,18 @@ mod tests {
         );
         assert_eq!(
             decode::<PublishProperties>(b"\x02\x01\x02"),
-            Err(DecodeError::InvalidPropertyValue(PropertyId::PayloadFormatIndicator))
+            Err(DecodeError::InvalidPropertyValue(
+                PropertyId::PayloadFormatIndicator
+            ))
         );
-        assert_eq!(decode::<PublishProperties>(b"\x01\x7f"), Err(DecodeError::UnknownProperty(0x7f)));
-        assert_eq!(decode::<PublishProperties>(b"\x05\x02\x00"), Err(DecodeError::Truncated));
+        assert_eq!(
+            decode::<PublishProperties>(b"\x01\x7f"),
+            Err(DecodeError::UnknownProperty(0x7f))
+        );
+        assert_eq!(
+            decode::<PublishProperties>(b"\x05\x02\x00"),
+            Err(DecodeError::Truncated)
+        );
         assert_eq!(
             decode::<PublishProperties>(b"\x05\x08\x00\x02a#"),
             Err(DecodeError::InvalidPropertyValue(PropertyId::ResponseTopic))
@@ -673,7 +690,10 @@ mod tests {
         let mut buf = BytesMut::new();
         write_properties(&properties, len, &mut buf);
         assert_eq!(buf.len(), section_len(len));
-        assert_eq!(&buf[..], b"\x17\x03\x00\x0atext/plain\x23\x00\x03\x26\x00\x01k\x00\x01v");
+        assert_eq!(
+            &buf[..],
+            b"\x17\x03\x00\x0atext/plain\x23\x00\x03\x26\x00\x01k\x00\x01v"
+        );
         let decoded: PublishProperties =
             read_properties(&mut Reader::new(buf.freeze()), PacketType::Publish).unwrap();
         assert_eq!(decoded, properties);
@@ -681,13 +701,18 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_not_encoded() {
-        let properties = PublishProperties { topic_alias: Some(0), ..Default::default() };
+        let properties = PublishProperties {
+            topic_alias: Some(0),
+            ..Default::default()
+        };
         assert_eq!(
             checked_body_len(&properties),
             Err(EncodeError::ValueOutOfRange("Topic Alias"))
         );
-        let properties =
-            SubscribeProperties { subscription_identifier: Some(0), ..Default::default() };
+        let properties = SubscribeProperties {
+            subscription_identifier: Some(0),
+            ..Default::default()
+        };
         assert!(checked_body_len(&properties).is_err());
     }
 }

@@ -36,7 +36,9 @@ pub enum TopicError {
     #[error("'+' must occupy a whole level, as in \"a/+/b\"")]
     MisplacedSingleLevelWildcard,
     /// `$share/` without a valid group name.
-    #[error("a shared subscription needs a group name without '/', '+' or '#': \"$share/GROUP/FILTER\"")]
+    #[error(
+        "a shared subscription needs a group name without '/', '+' or '#': \"$share/GROUP/FILTER\""
+    )]
     InvalidShareName,
     /// `$share/group` without a filter after it.
     #[error("a shared subscription needs a topic filter after the group: \"$share/GROUP/FILTER\"")]
@@ -218,14 +220,27 @@ mod tests {
         assert_eq!(validate_topic_name("a/b/c"), Ok(()));
         assert_eq!(validate_topic_name("/"), Ok(()));
         assert_eq!(validate_topic_name(""), Err(TopicError::Empty));
-        assert_eq!(validate_topic_name("a/+/c"), Err(TopicError::WildcardInName));
+        assert_eq!(
+            validate_topic_name("a/+/c"),
+            Err(TopicError::WildcardInName)
+        );
         assert_eq!(validate_topic_name("a/#"), Err(TopicError::WildcardInName));
         assert_eq!(validate_topic_name("a\0b"), Err(TopicError::NullCharacter));
     }
 
     #[test]
     fn valid_filters() {
-        for text in ["#", "+", "a/#", "a/+/b", "+/+", "/+", "a//b", "$SYS/#", "sport/tennis/+"] {
+        for text in [
+            "#",
+            "+",
+            "a/#",
+            "a/+/b",
+            "+/+",
+            "/+",
+            "a//b",
+            "$SYS/#",
+            "sport/tennis/+",
+        ] {
             assert!(TopicFilter::new(text).is_ok(), "{text}");
         }
     }
@@ -269,7 +284,11 @@ mod tests {
     fn matching_rules_of_the_specification() {
         let cases = [
             ("sport/tennis/player1/#", "sport/tennis/player1", true),
-            ("sport/tennis/player1/#", "sport/tennis/player1/ranking", true),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/ranking",
+                true,
+            ),
             ("sport/#", "sport", true),
             ("#", "anything/at/all", true),
             ("sport/tennis/+", "sport/tennis/player1", true),
@@ -287,7 +306,11 @@ mod tests {
             ("a/b/c", "a/b", false),
         ];
         for (filter, topic, expected) in cases {
-            assert_eq!(matches_filter(filter, topic), expected, "{filter} vs {topic}");
+            assert_eq!(
+                matches_filter(filter, topic),
+                expected,
+                "{filter} vs {topic}"
+            );
         }
     }
 }

@@ -122,7 +122,11 @@ impl SubscriptionOptions {
     }
 
     pub(crate) fn from_byte(byte: u8, version: ProtocolVersion) -> Result<Self, DecodeError> {
-        let reserved_mask = if version.is_v5() { 0b1100_0000 } else { 0b1111_1100 };
+        let reserved_mask = if version.is_v5() {
+            0b1100_0000
+        } else {
+            0b1111_1100
+        };
         if byte & reserved_mask != 0 {
             return Err(DecodeError::ReservedSubscriptionOptionBits(byte));
         }
@@ -170,7 +174,10 @@ mod tests {
         };
         let byte = options.to_byte(ProtocolVersion::V5);
         assert_eq!(byte, 0b0010_1110);
-        assert_eq!(SubscriptionOptions::from_byte(byte, ProtocolVersion::V5), Ok(options));
+        assert_eq!(
+            SubscriptionOptions::from_byte(byte, ProtocolVersion::V5),
+            Ok(options)
+        );
     }
 
     #[test]

@@ -187,7 +187,10 @@ mod tests {
             put_variable_integer(&mut buf, value);
             assert_eq!(&buf[..], encoded);
             assert_eq!(variable_integer_len(value), encoded.len());
-            assert_eq!(parse_variable_integer(encoded), Ok(Some((value, encoded.len()))));
+            assert_eq!(
+                parse_variable_integer(encoded),
+                Ok(Some((value, encoded.len())))
+            );
         }
     }
 

@@ -23,13 +23,17 @@ pub struct Ack {
     pub properties: AckProperties,
 }
 
-fn reason_for(packet: PacketType, version: ProtocolVersion, code: u8) -> Result<ReasonCode, DecodeError> {
+fn reason_for(
+    packet: PacketType,
+    version: ProtocolVersion,
+    code: u8,
+) -> Result<ReasonCode, DecodeError> {
     let reason = if version.is_v5() {
         ReasonCode::from_u8(code).filter(|reason| reason.is_allowed_in(packet))
     } else {
         // SUBACK before MQTT 5: a granted QoS or 0x80.
         match code {
-            0x00 | 0x01 | 0x02 => ReasonCode::from_u8(code),
+            0x00..=0x02 => ReasonCode::from_u8(code),
             0x80 => Some(ReasonCode::UnspecifiedError),
             _ => None,
         }
@@ -53,7 +57,11 @@ impl Ack {
 
     /// An acknowledgment with a reason code and no properties.
     pub fn with_reason(packet_id: PacketId, reason_code: ReasonCode) -> Self {
-        Self { packet_id, reason_code, properties: AckProperties::default() }
+        Self {
+            packet_id,
+            reason_code,
+            properties: AckProperties::default(),
+        }
     }
 
     pub(super) fn decode(
@@ -72,8 +80,15 @@ impl Ack {
         Ok(ack)
     }
 
-    pub(super) fn layout(&self, packet: PacketType, version: ProtocolVersion) -> Result<Layout, EncodeError> {
-        let mut layout = Layout { remaining: 2, ..Layout::default() };
+    pub(super) fn layout(
+        &self,
+        packet: PacketType,
+        version: ProtocolVersion,
+    ) -> Result<Layout, EncodeError> {
+        let mut layout = Layout {
+            remaining: 2,
+            ..Layout::default()
+        };
         if version.is_v5() {
             check_allowed(self.reason_code, packet)?;
             // The short forms: no reason code when it is success and there
@@ -113,7 +128,10 @@ pub struct SubAck {
 }
 
 impl SubAck {
-    pub(super) fn decode(reader: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(super) fn decode(
+        reader: &mut Reader,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let packet_id = read_packet_id(reader)?;
         let properties = if version.is_v5() {
             read_properties(reader, PacketType::SubAck)?
@@ -124,11 +142,18 @@ impl SubAck {
         while !reader.is_empty() {
             reason_codes.push(reason_for(PacketType::SubAck, version, reader.u8()?)?);
         }
-        Ok(Self { packet_id, properties, reason_codes })
+        Ok(Self {
+            packet_id,
+            properties,
+            reason_codes,
+        })
     }
 
     pub(super) fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
-        let mut layout = Layout { remaining: 2 + self.reason_codes.len(), ..Layout::default() };
+        let mut layout = Layout {
+            remaining: 2 + self.reason_codes.len(),
+            ..Layout::default()
+        };
         if version.is_v5() {
             for &code in &self.reason_codes {
                 check_allowed(code, PacketType::SubAck)?;
@@ -162,20 +187,34 @@ pub struct UnsubAck {
 }
 
 impl UnsubAck {
-    pub(super) fn decode(reader: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(super) fn decode(
+        reader: &mut Reader,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let packet_id = read_packet_id(reader)?;
-        let mut unsuback = Self { packet_id, properties: AckProperties::default(), reason_codes: Vec::new() };
+        let mut unsuback = Self {
+            packet_id,
+            properties: AckProperties::default(),
+            reason_codes: Vec::new(),
+        };
         if version.is_v5() {
             unsuback.properties = read_properties(reader, PacketType::UnsubAck)?;
             while !reader.is_empty() {
-                unsuback.reason_codes.push(reason_for(PacketType::UnsubAck, version, reader.u8()?)?);
+                unsuback.reason_codes.push(reason_for(
+                    PacketType::UnsubAck,
+                    version,
+                    reader.u8()?,
+                )?);
             }
         }
         Ok(unsuback)
     }
 
     pub(super) fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
-        let mut layout = Layout { remaining: 2, ..Layout::default() };
+        let mut layout = Layout {
+            remaining: 2,
+            ..Layout::default()
+        };
         if version.is_v5() {
             for &code in &self.reason_codes {
                 check_allowed(code, PacketType::UnsubAck)?;

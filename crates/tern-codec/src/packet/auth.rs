@@ -26,7 +26,10 @@ impl Auth {
             let code = reader.u8()?;
             auth.reason_code = ReasonCode::from_u8(code)
                 .filter(|reason| reason.is_allowed_in(PacketType::Auth))
-                .ok_or(DecodeError::InvalidReasonCode { packet: PacketType::Auth, code })?;
+                .ok_or(DecodeError::InvalidReasonCode {
+                    packet: PacketType::Auth,
+                    code,
+                })?;
             if !reader.is_empty() {
                 auth.properties = read_properties(reader, PacketType::Auth)?;
             }
@@ -36,7 +39,10 @@ impl Auth {
 
     pub(super) fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
         if !version.is_v5() {
-            return Err(EncodeError::NotInVersion { packet: PacketType::Auth, version });
+            return Err(EncodeError::NotInVersion {
+                packet: PacketType::Auth,
+                version,
+            });
         }
         if !self.reason_code.is_allowed_in(PacketType::Auth) {
             return Err(EncodeError::ReasonCodeNotAllowed {

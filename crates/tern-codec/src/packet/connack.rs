@@ -26,16 +26,26 @@ pub struct ConnAck {
 impl ConnAck {
     /// A CONNACK with only a reason code.
     pub fn new(reason_code: ReasonCode, session_present: bool) -> Self {
-        Self { session_present, reason_code, properties: ConnAckProperties::default() }
+        Self {
+            session_present,
+            reason_code,
+            properties: ConnAckProperties::default(),
+        }
     }
 
-    pub(super) fn decode(reader: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(super) fn decode(
+        reader: &mut Reader,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let flags = reader.u8()?;
         if flags & 0b1111_1110 != 0 {
             return Err(DecodeError::InvalidConnackFlags);
         }
         let code = reader.u8()?;
-        let invalid = DecodeError::InvalidReasonCode { packet: PacketType::ConnAck, code };
+        let invalid = DecodeError::InvalidReasonCode {
+            packet: PacketType::ConnAck,
+            code,
+        };
         let reason_code = if version.is_v5() {
             ReasonCode::from_u8(code)
                 .filter(|reason| reason.is_allowed_in(PacketType::ConnAck))
@@ -52,11 +62,18 @@ impl ConnAck {
         } else {
             ConnAckProperties::default()
         };
-        Ok(Self { session_present, reason_code, properties })
+        Ok(Self {
+            session_present,
+            reason_code,
+            properties,
+        })
     }
 
     pub(super) fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
-        let mut layout = Layout { remaining: 2, ..Layout::default() };
+        let mut layout = Layout {
+            remaining: 2,
+            ..Layout::default()
+        };
         if version.is_v5() {
             if !self.reason_code.is_allowed_in(PacketType::ConnAck) {
                 return Err(EncodeError::ReasonCodeNotAllowed {

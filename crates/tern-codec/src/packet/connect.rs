@@ -60,7 +60,11 @@ pub struct LastWill {
 
 impl Connect {
     /// A CONNECT with clean start, no will and no credentials.
-    pub fn new(protocol: ProtocolVersion, client_id: impl Into<ByteString>, keep_alive: u16) -> Self {
+    pub fn new(
+        protocol: ProtocolVersion,
+        client_id: impl Into<ByteString>,
+        keep_alive: u16,
+    ) -> Self {
         Self {
             protocol,
             clean_start: true,
@@ -80,7 +84,9 @@ impl Connect {
             (b"MQTT", 4) => ProtocolVersion::V3_1_1,
             (b"MQTT", 5) => ProtocolVersion::V5,
             (b"MQIsdp", 3) => ProtocolVersion::V3_1,
-            (b"MQTT" | b"MQIsdp", other) => return Err(DecodeError::UnsupportedProtocolLevel(other)),
+            (b"MQTT" | b"MQIsdp", other) => {
+                return Err(DecodeError::UnsupportedProtocolLevel(other));
+            }
             _ => return Err(DecodeError::InvalidProtocolName),
         };
         let flags = reader.u8()?;
@@ -114,12 +120,26 @@ impl Connect {
             let topic = reader.string()?;
             validate_topic_name(&topic).map_err(DecodeError::InvalidTopicName)?;
             let payload = reader.binary()?;
-            Some(LastWill { qos: will_qos, retain: will_retain, properties, topic, payload })
+            Some(LastWill {
+                qos: will_qos,
+                retain: will_retain,
+                properties,
+                topic,
+                payload,
+            })
         } else {
             None
         };
-        let username = if has_username { Some(reader.string()?) } else { None };
-        let password = if has_password { Some(reader.binary()?) } else { None };
+        let username = if has_username {
+            Some(reader.string()?)
+        } else {
+            None
+        };
+        let password = if has_password {
+            Some(reader.binary()?)
+        } else {
+            None
+        };
         Ok(Self {
             protocol,
             clean_start: flags & FLAG_CLEAN_START != 0,
@@ -155,11 +175,14 @@ impl Connect {
     pub(super) fn layout(&self) -> Result<Layout, EncodeError> {
         let v5 = self.protocol.is_v5();
         if self.password.is_some() && self.username.is_none() && !v5 {
-            return Err(EncodeError::ValueOutOfRange("password without a user name before MQTT 5"));
+            return Err(EncodeError::ValueOutOfRange(
+                "password without a user name before MQTT 5",
+            ));
         }
         let mut layout = Layout::default();
         let name_len = self.protocol.protocol_name().len();
-        layout.remaining = 2 + name_len + 1 + 1 + 2 + prefixed_len(self.client_id.len(), "client id")?;
+        layout.remaining =
+            2 + name_len + 1 + 1 + 2 + prefixed_len(self.client_id.len(), "client id")?;
         if v5 {
             layout.properties = checked_body_len(&self.properties)?;
             layout.remaining += section_len(layout.properties);

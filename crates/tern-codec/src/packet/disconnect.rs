@@ -22,16 +22,25 @@ pub struct Disconnect {
 impl Disconnect {
     /// A DISCONNECT with a reason code and no properties.
     pub fn new(reason_code: ReasonCode) -> Self {
-        Self { reason_code, properties: DisconnectProperties::default() }
+        Self {
+            reason_code,
+            properties: DisconnectProperties::default(),
+        }
     }
 
-    pub(super) fn decode(reader: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(super) fn decode(
+        reader: &mut Reader,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let mut disconnect = Self::default();
         if version.is_v5() && !reader.is_empty() {
             let code = reader.u8()?;
             disconnect.reason_code = ReasonCode::from_u8(code)
                 .filter(|reason| reason.is_allowed_in(PacketType::Disconnect))
-                .ok_or(DecodeError::InvalidReasonCode { packet: PacketType::Disconnect, code })?;
+                .ok_or(DecodeError::InvalidReasonCode {
+                    packet: PacketType::Disconnect,
+                    code,
+                })?;
             if !reader.is_empty() {
                 disconnect.properties = read_properties(reader, PacketType::Disconnect)?;
             }

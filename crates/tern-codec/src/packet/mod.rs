@@ -154,7 +154,10 @@ impl FixedHeader {
         let flags = first & 0x0F;
         match packet_type.required_flags() {
             Some(required) if flags != required => {
-                return Err(DecodeError::InvalidFlags { packet: packet_type, flags });
+                return Err(DecodeError::InvalidFlags {
+                    packet: packet_type,
+                    flags,
+                });
             }
             Some(_) => {}
             None => {
@@ -167,7 +170,12 @@ impl FixedHeader {
         let Some((remaining_length, len)) = parse_variable_integer(&bytes[1..])? else {
             return Ok(None);
         };
-        Ok(Some(Self { packet_type, flags, remaining_length, header_len: 1 + len as u8 }))
+        Ok(Some(Self {
+            packet_type,
+            flags,
+            remaining_length,
+            header_len: 1 + len as u8,
+        }))
     }
 
     /// Length of the whole packet: fixed header plus remaining length.
@@ -289,21 +297,31 @@ impl Packet {
             Self::Connect(connect) => (fixed(PacketType::Connect), connect.layout()?),
             Self::ConnAck(connack) => (fixed(PacketType::ConnAck), connack.layout(version)?),
             Self::Publish(publish) => (publish.first_byte(), publish.layout(version)?),
-            Self::PubAck(ack) => (fixed(PacketType::PubAck), ack.layout(PacketType::PubAck, version)?),
-            Self::PubRec(ack) => (fixed(PacketType::PubRec), ack.layout(PacketType::PubRec, version)?),
-            Self::PubRel(ack) => {
-                (fixed(PacketType::PubRel) | 0b0010, ack.layout(PacketType::PubRel, version)?)
-            }
-            Self::PubComp(ack) => {
-                (fixed(PacketType::PubComp), ack.layout(PacketType::PubComp, version)?)
-            }
-            Self::Subscribe(subscribe) => {
-                (fixed(PacketType::Subscribe) | 0b0010, subscribe.layout(version)?)
-            }
+            Self::PubAck(ack) => (
+                fixed(PacketType::PubAck),
+                ack.layout(PacketType::PubAck, version)?,
+            ),
+            Self::PubRec(ack) => (
+                fixed(PacketType::PubRec),
+                ack.layout(PacketType::PubRec, version)?,
+            ),
+            Self::PubRel(ack) => (
+                fixed(PacketType::PubRel) | 0b0010,
+                ack.layout(PacketType::PubRel, version)?,
+            ),
+            Self::PubComp(ack) => (
+                fixed(PacketType::PubComp),
+                ack.layout(PacketType::PubComp, version)?,
+            ),
+            Self::Subscribe(subscribe) => (
+                fixed(PacketType::Subscribe) | 0b0010,
+                subscribe.layout(version)?,
+            ),
             Self::SubAck(suback) => (fixed(PacketType::SubAck), suback.layout(version)?),
-            Self::Unsubscribe(unsubscribe) => {
-                (fixed(PacketType::Unsubscribe) | 0b0010, unsubscribe.layout(version)?)
-            }
+            Self::Unsubscribe(unsubscribe) => (
+                fixed(PacketType::Unsubscribe) | 0b0010,
+                unsubscribe.layout(version)?,
+            ),
             Self::UnsubAck(unsuback) => (fixed(PacketType::UnsubAck), unsuback.layout(version)?),
             Self::PingReq => (fixed(PacketType::PingReq), Layout::default()),
             Self::PingResp => (fixed(PacketType::PingResp), Layout::default()),
@@ -357,7 +375,12 @@ impl Packet {
         put_variable_integer(dst, remaining);
         let body_start = dst.len();
         self.write_body(version, &layout, dst);
-        debug_assert_eq!(dst.len() - body_start, layout.remaining, "{:?}", self.packet_type());
+        debug_assert_eq!(
+            dst.len() - body_start,
+            layout.remaining,
+            "{:?}",
+            self.packet_type()
+        );
         Ok(())
     }
 }
@@ -383,7 +406,10 @@ impl Decoder {
     /// A decoder for `version` that rejects packets larger than
     /// `max_packet_size` bytes (fixed header included).
     pub fn new(version: ProtocolVersion, max_packet_size: u32) -> Self {
-        Self { version, max_packet_size }
+        Self {
+            version,
+            max_packet_size,
+        }
     }
 
     /// The version packets are decoded in.

@@ -93,10 +93,10 @@ impl Publish {
         if self.packet_id.is_some() != (self.qos != QoS::AtMostOnce) {
             return Err(EncodeError::PacketIdMismatch);
         }
-        if self.topic.is_empty()
-            && !(version.is_v5() && self.properties.topic_alias.is_some())
-        {
-            return Err(EncodeError::ValueOutOfRange("topic name (empty without a topic alias)"));
+        if self.topic.is_empty() && !(version.is_v5() && self.properties.topic_alias.is_some()) {
+            return Err(EncodeError::ValueOutOfRange(
+                "topic name (empty without a topic alias)",
+            ));
         }
         let mut layout = Layout {
             remaining: prefixed_len(self.topic.len(), "topic name")? + self.payload.len(),

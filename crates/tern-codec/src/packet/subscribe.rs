@@ -23,7 +23,10 @@ pub struct Subscribe {
 }
 
 impl Subscribe {
-    pub(super) fn decode(reader: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(super) fn decode(
+        reader: &mut Reader,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let packet_id = read_packet_id(reader)?;
         let properties = if version.is_v5() {
             read_properties(reader, PacketType::Subscribe)?
@@ -32,7 +35,8 @@ impl Subscribe {
         };
         let mut filters = Vec::new();
         while !reader.is_empty() {
-            let filter = TopicFilter::new(reader.string()?).map_err(DecodeError::InvalidTopicFilter)?;
+            let filter =
+                TopicFilter::new(reader.string()?).map_err(DecodeError::InvalidTopicFilter)?;
             let options = SubscriptionOptions::from_byte(reader.u8()?, version)?;
             if options.no_local && filter.is_shared() {
                 return Err(DecodeError::NoLocalOnSharedSubscription);
@@ -42,14 +46,21 @@ impl Subscribe {
         if filters.is_empty() {
             return Err(DecodeError::NoTopicFilters(PacketType::Subscribe));
         }
-        Ok(Self { packet_id, properties, filters })
+        Ok(Self {
+            packet_id,
+            properties,
+            filters,
+        })
     }
 
     pub(super) fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
         if self.filters.is_empty() {
             return Err(EncodeError::NoTopicFilters(PacketType::Subscribe));
         }
-        let mut layout = Layout { remaining: 2, ..Layout::default() };
+        let mut layout = Layout {
+            remaining: 2,
+            ..Layout::default()
+        };
         for (filter, _) in &self.filters {
             layout.remaining += prefixed_len(filter.as_str().len(), "topic filter")? + 1;
         }

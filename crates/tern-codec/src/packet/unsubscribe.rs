@@ -23,7 +23,10 @@ pub struct Unsubscribe {
 }
 
 impl Unsubscribe {
-    pub(super) fn decode(reader: &mut Reader, version: ProtocolVersion) -> Result<Self, DecodeError> {
+    pub(super) fn decode(
+        reader: &mut Reader,
+        version: ProtocolVersion,
+    ) -> Result<Self, DecodeError> {
         let packet_id = read_packet_id(reader)?;
         let properties = if version.is_v5() {
             read_properties(reader, PacketType::Unsubscribe)?
@@ -32,19 +35,27 @@ impl Unsubscribe {
         };
         let mut filters = Vec::new();
         while !reader.is_empty() {
-            filters.push(TopicFilter::new(reader.string()?).map_err(DecodeError::InvalidTopicFilter)?);
+            filters
+                .push(TopicFilter::new(reader.string()?).map_err(DecodeError::InvalidTopicFilter)?);
         }
         if filters.is_empty() {
             return Err(DecodeError::NoTopicFilters(PacketType::Unsubscribe));
         }
-        Ok(Self { packet_id, properties, filters })
+        Ok(Self {
+            packet_id,
+            properties,
+            filters,
+        })
     }
 
     pub(super) fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
         if self.filters.is_empty() {
             return Err(EncodeError::NoTopicFilters(PacketType::Unsubscribe));
         }
-        let mut layout = Layout { remaining: 2, ..Layout::default() };
+        let mut layout = Layout {
+            remaining: 2,
+            ..Layout::default()
+        };
         for filter in &self.filters {
             layout.remaining += prefixed_len(filter.as_str().len(), "topic filter")?;
         }
