@@ -46,12 +46,12 @@ pub use bytestring::ByteString;
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
     Ack, Auth, ConnAck, Connect, Decoder, Disconnect, FixedHeader, LastWill, Packet, PacketType,
-    Publish, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    Publish, SubAck, Subscribe, UnsubAck, Unsubscribe, WireForm,
 };
 pub use properties::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
     PropertyId, PublishProperties, SubscribeProperties, UnsubscribeProperties, UserProperties,
-    WillProperties,
+    WillProperties, WireOrder,
 };
 pub use reason::ReasonCode;
 pub use topic::{TopicError, TopicFilter};

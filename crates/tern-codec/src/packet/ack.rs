@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{Layout, read_packet_id};
+use super::{Layout, WireForm, needed_tail_fields, read_packet_id};
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{
     AckProperties, checked_body_len, read_properties, section_len, write_properties,
@@ -21,6 +21,8 @@ pub struct Ack {
     pub reason_code: ReasonCode,
     /// MQTT 5 properties.
     pub properties: AckProperties,
+    /// Which optional fields were on the wire (MQTT 5).
+    pub wire_form: WireForm,
 }
 
 fn reason_for(
@@ -61,6 +63,7 @@ impl Ack {
             packet_id,
             reason_code,
             properties: AckProperties::default(),
+            wire_form: WireForm::SHORTEST,
         }
     }
 
@@ -73,8 +76,10 @@ impl Ack {
         let mut ack = Self::new(packet_id);
         if version.is_v5() && !reader.is_empty() {
             ack.reason_code = reason_for(packet, version, reader.u8()?)?;
+            ack.wire_form = WireForm::WITH_REASON_CODE;
             if !reader.is_empty() {
                 ack.properties = read_properties(reader, packet)?;
+                ack.wire_form = WireForm::WITH_PROPERTIES;
             }
         }
         Ok(ack)
@@ -91,13 +96,17 @@ impl Ack {
         };
         if version.is_v5() {
             check_allowed(self.reason_code, packet)?;
-            // The short forms: no reason code when it is success and there
-            // are no properties; no property length when there are none.
-            if !self.properties.is_empty() {
-                layout.properties = checked_body_len(&self.properties)?;
-                layout.remaining += 1 + section_len(layout.properties);
-            } else if self.reason_code != ReasonCode::Success {
+            let needed = needed_tail_fields(
+                self.reason_code == ReasonCode::Success,
+                self.properties.is_empty(),
+            );
+            let fields = self.wire_form.fields(needed);
+            if fields >= 1 {
                 layout.remaining += 1;
+            }
+            if fields >= 2 {
+                layout.properties = checked_body_len(&self.properties)?;
+                layout.remaining += section_len(layout.properties);
             }
         }
         Ok(layout)

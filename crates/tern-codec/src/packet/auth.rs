@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::Layout;
+use super::{Layout, WireForm, needed_tail_fields};
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{
     AuthProperties, checked_body_len, read_properties, section_len, write_properties,
@@ -17,6 +17,8 @@ pub struct Auth {
     pub reason_code: ReasonCode,
     /// Method, data and reason of this step.
     pub properties: AuthProperties,
+    /// Which optional fields were on the wire (MQTT 5).
+    pub wire_form: WireForm,
 }
 
 impl Auth {
@@ -24,6 +26,7 @@ impl Auth {
         let mut auth = Self::default();
         if !reader.is_empty() {
             let code = reader.u8()?;
+            auth.wire_form = WireForm::WITH_REASON_CODE;
             auth.reason_code = ReasonCode::from_u8(code)
                 .filter(|reason| reason.is_allowed_in(PacketType::Auth))
                 .ok_or(DecodeError::InvalidReasonCode {
@@ -32,6 +35,7 @@ impl Auth {
                 })?;
             if !reader.is_empty() {
                 auth.properties = read_properties(reader, PacketType::Auth)?;
+                auth.wire_form = WireForm::WITH_PROPERTIES;
             }
         }
         Ok(auth)
@@ -50,12 +54,24 @@ impl Auth {
                 code: self.reason_code,
             });
         }
+        let layout = self.tail_layout()?;
+        Ok(layout)
+    }
+
+    /// The optional reason code and properties, in the form they need.
+    fn tail_layout(&self) -> Result<Layout, EncodeError> {
         let mut layout = Layout::default();
-        if !self.properties.is_empty() {
-            layout.properties = checked_body_len(&self.properties)?;
-            layout.remaining = 1 + section_len(layout.properties);
-        } else if self.reason_code != ReasonCode::Success {
+        let needed = needed_tail_fields(
+            self.reason_code == ReasonCode::Success,
+            self.properties.is_empty(),
+        );
+        let fields = self.wire_form.fields(needed);
+        if fields >= 1 {
             layout.remaining = 1;
+        }
+        if fields >= 2 {
+            layout.properties = checked_body_len(&self.properties)?;
+            layout.remaining += section_len(layout.properties);
         }
         Ok(layout)
     }

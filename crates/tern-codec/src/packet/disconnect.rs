@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::Layout;
+use super::{Layout, WireForm, needed_tail_fields};
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{
     DisconnectProperties, checked_body_len, read_properties, section_len, write_properties,
@@ -17,6 +17,8 @@ pub struct Disconnect {
     pub reason_code: ReasonCode,
     /// MQTT 5 properties.
     pub properties: DisconnectProperties,
+    /// Which optional fields were on the wire (MQTT 5).
+    pub wire_form: WireForm,
 }
 
 impl Disconnect {
@@ -24,7 +26,7 @@ impl Disconnect {
     pub fn new(reason_code: ReasonCode) -> Self {
         Self {
             reason_code,
-            properties: DisconnectProperties::default(),
+            ..Self::default()
         }
     }
 
@@ -35,6 +37,7 @@ impl Disconnect {
         let mut disconnect = Self::default();
         if version.is_v5() && !reader.is_empty() {
             let code = reader.u8()?;
+            disconnect.wire_form = WireForm::WITH_REASON_CODE;
             disconnect.reason_code = ReasonCode::from_u8(code)
                 .filter(|reason| reason.is_allowed_in(PacketType::Disconnect))
                 .ok_or(DecodeError::InvalidReasonCode {
@@ -43,6 +46,7 @@ impl Disconnect {
                 })?;
             if !reader.is_empty() {
                 disconnect.properties = read_properties(reader, PacketType::Disconnect)?;
+                disconnect.wire_form = WireForm::WITH_PROPERTIES;
             }
         }
         Ok(disconnect)
@@ -57,12 +61,25 @@ impl Disconnect {
                     code: self.reason_code,
                 });
             }
-            if !self.properties.is_empty() {
-                layout.properties = checked_body_len(&self.properties)?;
-                layout.remaining = 1 + section_len(layout.properties);
-            } else if self.reason_code != ReasonCode::Success {
-                layout.remaining = 1;
-            }
+            layout = self.tail_layout()?;
+        }
+        Ok(layout)
+    }
+
+    /// The optional reason code and properties, in the form they need.
+    fn tail_layout(&self) -> Result<Layout, EncodeError> {
+        let mut layout = Layout::default();
+        let needed = needed_tail_fields(
+            self.reason_code == ReasonCode::Success,
+            self.properties.is_empty(),
+        );
+        let fields = self.wire_form.fields(needed);
+        if fields >= 1 {
+            layout.remaining = 1;
+        }
+        if fields >= 2 {
+            layout.properties = checked_body_len(&self.properties)?;
+            layout.remaining += section_len(layout.properties);
         }
         Ok(layout)
     }

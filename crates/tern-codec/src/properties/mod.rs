@@ -3,20 +3,25 @@
 //! Each struct lists, in ascending identifier order, exactly the properties
 //! its packet may carry; the decoder rejects any other identifier, a second
 //! occurrence of a property that may occur once, and values outside their
-//! range. The encoder writes properties in ascending identifier order, which
-//! is also the order the paho clients use.
+//! range. The encoder writes properties in ascending identifier order (the
+//! order the paho clients use), except for a decoded packet whose properties
+//! arrived in another order: it keeps that order, so that every packet
+//! re-encodes to the bytes it was decoded from.
+
+#[macro_use]
+mod set_macro;
+mod kinds;
 
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::error::{DecodeError, EncodeError};
-use crate::topic::validate_topic_name;
-use crate::wire::{
-    MAX_VARIABLE_INTEGER, Reader, prefixed_len, put_prefixed, put_variable_integer,
-    variable_integer_len,
+use self::kinds::{
+    Binary, Flag, Kind, MaxQos, NonZeroU16, NonZeroU32, Pair, SubscriptionId, Topic, U16, U32, Utf8,
 };
+use crate::error::{DecodeError, EncodeError};
+use crate::wire::{MAX_VARIABLE_INTEGER, Reader, put_variable_integer, variable_integer_len};
 use crate::{PacketType, QoS};
 
 macro_rules! property_ids {
@@ -86,213 +91,6 @@ impl fmt::Display for PropertyId {
 /// User properties: name/value pairs in the order they were received.
 pub type UserProperties = Vec<(ByteString, ByteString)>;
 
-/// How one property value is read, measured and written.
-pub(crate) trait Kind {
-    type Value;
-    fn read(reader: &mut Reader, id: PropertyId) -> Result<Self::Value, DecodeError>;
-    fn len(value: &Self::Value, id: PropertyId) -> Result<usize, EncodeError>;
-    fn write(value: &Self::Value, dst: &mut BytesMut);
-}
-
-/// A byte that must be 0 or 1.
-pub(crate) struct Flag;
-/// Any two-byte integer.
-pub(crate) struct U16;
-/// A two-byte integer other than zero.
-pub(crate) struct NonZeroU16;
-/// Any four-byte integer.
-pub(crate) struct U32;
-/// A four-byte integer other than zero.
-pub(crate) struct NonZeroU32;
-/// A subscription identifier: a variable byte integer from 1 to 268,435,455.
-pub(crate) struct SubscriptionId;
-/// A UTF-8 string.
-pub(crate) struct Utf8;
-/// A UTF-8 string that must be a valid topic name (no wildcards).
-pub(crate) struct Topic;
-/// Binary data.
-pub(crate) struct Binary;
-/// Maximum QoS: 0 or 1 (absence means 2).
-pub(crate) struct MaxQos;
-/// A user property: two UTF-8 strings.
-pub(crate) struct Pair;
-
-impl Kind for Flag {
-    type Value = bool;
-    fn read(reader: &mut Reader, id: PropertyId) -> Result<bool, DecodeError> {
-        match reader.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(DecodeError::InvalidPropertyValue(id)),
-        }
-    }
-    fn len(_: &bool, _: PropertyId) -> Result<usize, EncodeError> {
-        Ok(1)
-    }
-    fn write(value: &bool, dst: &mut BytesMut) {
-        dst.put_u8(u8::from(*value));
-    }
-}
-
-impl Kind for U16 {
-    type Value = u16;
-    fn read(reader: &mut Reader, _: PropertyId) -> Result<u16, DecodeError> {
-        reader.u16()
-    }
-    fn len(_: &u16, _: PropertyId) -> Result<usize, EncodeError> {
-        Ok(2)
-    }
-    fn write(value: &u16, dst: &mut BytesMut) {
-        dst.put_u16(*value);
-    }
-}
-
-impl Kind for NonZeroU16 {
-    type Value = u16;
-    fn read(reader: &mut Reader, id: PropertyId) -> Result<u16, DecodeError> {
-        match reader.u16()? {
-            0 => Err(DecodeError::InvalidPropertyValue(id)),
-            value => Ok(value),
-        }
-    }
-    fn len(value: &u16, id: PropertyId) -> Result<usize, EncodeError> {
-        match value {
-            0 => Err(EncodeError::ValueOutOfRange(id.name())),
-            _ => Ok(2),
-        }
-    }
-    fn write(value: &u16, dst: &mut BytesMut) {
-        dst.put_u16(*value);
-    }
-}
-
-impl Kind for U32 {
-    type Value = u32;
-    fn read(reader: &mut Reader, _: PropertyId) -> Result<u32, DecodeError> {
-        reader.u32()
-    }
-    fn len(_: &u32, _: PropertyId) -> Result<usize, EncodeError> {
-        Ok(4)
-    }
-    fn write(value: &u32, dst: &mut BytesMut) {
-        dst.put_u32(*value);
-    }
-}
-
-impl Kind for NonZeroU32 {
-    type Value = u32;
-    fn read(reader: &mut Reader, id: PropertyId) -> Result<u32, DecodeError> {
-        match reader.u32()? {
-            0 => Err(DecodeError::InvalidPropertyValue(id)),
-            value => Ok(value),
-        }
-    }
-    fn len(value: &u32, id: PropertyId) -> Result<usize, EncodeError> {
-        match value {
-            0 => Err(EncodeError::ValueOutOfRange(id.name())),
-            _ => Ok(4),
-        }
-    }
-    fn write(value: &u32, dst: &mut BytesMut) {
-        dst.put_u32(*value);
-    }
-}
-
-impl Kind for SubscriptionId {
-    type Value = u32;
-    fn read(reader: &mut Reader, id: PropertyId) -> Result<u32, DecodeError> {
-        match reader.variable_integer()? {
-            0 => Err(DecodeError::InvalidPropertyValue(id)),
-            value => Ok(value),
-        }
-    }
-    fn len(value: &u32, id: PropertyId) -> Result<usize, EncodeError> {
-        match value {
-            1..=MAX_VARIABLE_INTEGER => Ok(variable_integer_len(*value)),
-            _ => Err(EncodeError::ValueOutOfRange(id.name())),
-        }
-    }
-    fn write(value: &u32, dst: &mut BytesMut) {
-        put_variable_integer(dst, *value);
-    }
-}
-
-impl Kind for Utf8 {
-    type Value = ByteString;
-    fn read(reader: &mut Reader, _: PropertyId) -> Result<ByteString, DecodeError> {
-        reader.string()
-    }
-    fn len(value: &ByteString, id: PropertyId) -> Result<usize, EncodeError> {
-        prefixed_len(value.len(), id.name())
-    }
-    fn write(value: &ByteString, dst: &mut BytesMut) {
-        put_prefixed(dst, value.as_bytes());
-    }
-}
-
-impl Kind for Topic {
-    type Value = ByteString;
-    fn read(reader: &mut Reader, id: PropertyId) -> Result<ByteString, DecodeError> {
-        let topic = reader.string()?;
-        validate_topic_name(&topic).map_err(|_| DecodeError::InvalidPropertyValue(id))?;
-        Ok(topic)
-    }
-    fn len(value: &ByteString, id: PropertyId) -> Result<usize, EncodeError> {
-        prefixed_len(value.len(), id.name())
-    }
-    fn write(value: &ByteString, dst: &mut BytesMut) {
-        put_prefixed(dst, value.as_bytes());
-    }
-}
-
-impl Kind for Binary {
-    type Value = Bytes;
-    fn read(reader: &mut Reader, _: PropertyId) -> Result<Bytes, DecodeError> {
-        reader.binary()
-    }
-    fn len(value: &Bytes, id: PropertyId) -> Result<usize, EncodeError> {
-        prefixed_len(value.len(), id.name())
-    }
-    fn write(value: &Bytes, dst: &mut BytesMut) {
-        put_prefixed(dst, value);
-    }
-}
-
-impl Kind for MaxQos {
-    type Value = QoS;
-    fn read(reader: &mut Reader, id: PropertyId) -> Result<QoS, DecodeError> {
-        match reader.u8()? {
-            0 => Ok(QoS::AtMostOnce),
-            1 => Ok(QoS::AtLeastOnce),
-            _ => Err(DecodeError::InvalidPropertyValue(id)),
-        }
-    }
-    fn len(value: &QoS, id: PropertyId) -> Result<usize, EncodeError> {
-        match value {
-            QoS::ExactlyOnce => Err(EncodeError::ValueOutOfRange(id.name())),
-            _ => Ok(1),
-        }
-    }
-    fn write(value: &QoS, dst: &mut BytesMut) {
-        dst.put_u8(value.as_u8());
-    }
-}
-
-impl Kind for Pair {
-    type Value = (ByteString, ByteString);
-    fn read(reader: &mut Reader, _: PropertyId) -> Result<Self::Value, DecodeError> {
-        Ok((reader.string()?, reader.string()?))
-    }
-    fn len((name, value): &Self::Value, _: PropertyId) -> Result<usize, EncodeError> {
-        Ok(prefixed_len(name.len(), "user property name")?
-            + prefixed_len(value.len(), "user property value")?)
-    }
-    fn write((name, value): &Self::Value, dst: &mut BytesMut) {
-        put_prefixed(dst, name.as_bytes());
-        put_prefixed(dst, value.as_bytes());
-    }
-}
-
 /// The properties of one packet kind.
 pub(crate) trait PropertySet: Default {
     /// Reads the value of property `id`, which the caller has just read.
@@ -304,8 +102,11 @@ pub(crate) trait PropertySet: Default {
     ) -> Result<(), DecodeError>;
     /// Length of the properties without their length prefix.
     fn body_len(&self) -> Result<usize, EncodeError>;
-    /// Writes the properties without their length prefix.
+    /// Writes the properties without their length prefix, in wire order if
+    /// one was recorded, otherwise in ascending identifier order.
     fn write_body(&self, dst: &mut BytesMut);
+    /// Records the order the properties arrived in.
+    fn set_wire_order(&mut self, order: Box<[PropertyId]>);
 }
 
 /// Reads a property length and the properties of `packet` that follow it.
@@ -314,14 +115,78 @@ pub(crate) fn read_properties<P: PropertySet>(
     packet: PacketType,
 ) -> Result<P, DecodeError> {
     let len = reader.variable_integer()? as usize;
-    let mut section = Reader::new(reader.take(len)?);
     let mut properties = P::default();
-    while !section.is_empty() {
-        let raw = section.variable_integer()?;
+    if len == 0 {
+        return Ok(properties);
+    }
+    let section = reader.take(len)?;
+    let mut section_reader = Reader::new(section.clone());
+    let mut previous = 0;
+    let mut ascending = true;
+    while !section_reader.is_empty() {
+        let raw = section_reader.variable_integer()?;
         let id = PropertyId::from_u32(raw).ok_or(DecodeError::UnknownProperty(raw))?;
-        properties.read_property(id, packet, &mut section)?;
+        ascending &= id as u8 >= previous;
+        previous = id as u8;
+        properties.read_property(id, packet, &mut section_reader)?;
+    }
+    if !ascending {
+        properties.set_wire_order(identifiers_in_order::<P>(section, packet));
     }
     Ok(properties)
+}
+
+/// The identifiers of a property section that has already been decoded
+/// once without error, in the order they appear. Only needed, and only
+/// paid for, when a peer does not write properties in ascending order.
+fn identifiers_in_order<P: PropertySet>(section: Bytes, packet: PacketType) -> Box<[PropertyId]> {
+    let mut reader = Reader::new(section);
+    let mut scratch = P::default();
+    let mut order = Vec::new();
+    while let Ok(raw) = reader.variable_integer() {
+        let Some(id) = PropertyId::from_u32(raw) else {
+            break;
+        };
+        if scratch.read_property(id, packet, &mut reader).is_err() {
+            break;
+        }
+        order.push(id);
+    }
+    order.into_boxed_slice()
+}
+
+/// The order in which a decoded packet's properties arrived, kept so that
+/// the packet re-encodes to the same bytes. The specification fixes no
+/// order, so it is not part of a value's identity: two property sets that
+/// differ only in wire order are equal.
+#[derive(Clone, Default)]
+pub struct WireOrder(Option<Box<[PropertyId]>>);
+
+impl WireOrder {
+    /// The recorded identifiers, if the properties arrived out of ascending order.
+    pub fn identifiers(&self) -> Option<&[PropertyId]> {
+        self.0.as_deref()
+    }
+}
+
+impl PartialEq for WireOrder {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for WireOrder {}
+
+impl fmt::Debug for WireOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            None => f.write_str("ascending"),
+            Some(order) => f
+                .debug_list()
+                .entries(order.iter().map(|id| *id as u8))
+                .finish(),
+        }
+    }
 }
 
 /// The body length of `properties`, checked to fit a variable byte integer.
@@ -347,104 +212,6 @@ pub(crate) fn write_properties<P: PropertySet>(
 ) {
     put_variable_integer(dst, body_len as u32);
     properties.write_body(dst);
-}
-
-macro_rules! property_set {
-    (
-        $(#[$meta:meta])*
-        pub struct $name:ident {
-            $( $(#[$field_meta:meta])* $field:ident: $mode:ident $kind:ident = $id:ident, )*
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Default, PartialEq, Eq)]
-        pub struct $name {
-            $( $(#[$field_meta])* pub $field: property_set!(@type $mode $kind), )*
-        }
-
-        impl $name {
-            /// True when no property is set.
-            pub fn is_empty(&self) -> bool {
-                true $( && property_set!(@is_empty $mode self.$field) )*
-            }
-        }
-
-        impl PropertySet for $name {
-            fn read_property(
-                &mut self,
-                id: PropertyId,
-                packet: PacketType,
-                reader: &mut Reader,
-            ) -> Result<(), DecodeError> {
-                match id {
-                    $( PropertyId::$id => property_set!(@read $mode $kind, self.$field, id, reader), )*
-                    _ => Err(DecodeError::PropertyNotAllowed { property: id, packet }),
-                }
-            }
-
-            fn body_len(&self) -> Result<usize, EncodeError> {
-                let mut len = 0;
-                $( len += property_set!(@len $mode $kind, self.$field, PropertyId::$id); )*
-                Ok(len)
-            }
-
-            fn write_body(&self, dst: &mut BytesMut) {
-                $( property_set!(@write $mode $kind, self.$field, PropertyId::$id, dst); )*
-            }
-        }
-    };
-    (@type one $kind:ident) => { Option<property_set!(@value $kind)> };
-    (@type many $kind:ident) => { Vec<property_set!(@value $kind)> };
-    // Spelled out so that the public field types name no private trait.
-    (@value Flag) => { bool };
-    (@value U16) => { u16 };
-    (@value NonZeroU16) => { u16 };
-    (@value U32) => { u32 };
-    (@value NonZeroU32) => { u32 };
-    (@value SubscriptionId) => { u32 };
-    (@value Utf8) => { ByteString };
-    (@value Topic) => { ByteString };
-    (@value Binary) => { Bytes };
-    (@value MaxQos) => { QoS };
-    (@value Pair) => { (ByteString, ByteString) };
-    (@is_empty one $slot:expr) => { $slot.is_none() };
-    (@is_empty many $slot:expr) => { $slot.is_empty() };
-    (@read one $kind:ident, $slot:expr, $id:ident, $reader:ident) => {{
-        if $slot.is_some() {
-            return Err(DecodeError::DuplicateProperty($id));
-        }
-        $slot = Some(<$kind as Kind>::read($reader, $id)?);
-        Ok(())
-    }};
-    (@read many $kind:ident, $slot:expr, $id:ident, $reader:ident) => {{
-        $slot.push(<$kind as Kind>::read($reader, $id)?);
-        Ok(())
-    }};
-    (@len one $kind:ident, $slot:expr, $id:expr) => {
-        match &$slot {
-            Some(value) => 1 + <$kind as Kind>::len(value, $id)?,
-            None => 0,
-        }
-    };
-    (@len many $kind:ident, $slot:expr, $id:expr) => {{
-        let mut len = 0;
-        for value in &$slot {
-            len += 1 + <$kind as Kind>::len(value, $id)?;
-        }
-        len
-    }};
-    (@write one $kind:ident, $slot:expr, $id:expr, $dst:ident) => {
-        if let Some(value) = &$slot {
-            $dst.put_u8($id as u8);
-            <$kind as Kind>::write(value, $dst);
-        }
-    };
-    (@write many $kind:ident, $slot:expr, $id:expr, $dst:ident) => {
-        for value in &$slot {
-            $dst.put_u8($id as u8);
-            <$kind as Kind>::write(value, $dst);
-        }
-    };
 }
 
 property_set! {
@@ -697,6 +464,46 @@ mod tests {
         let decoded: PublishProperties =
             read_properties(&mut Reader::new(buf.freeze()), PacketType::Publish).unwrap();
         assert_eq!(decoded, properties);
+    }
+
+    #[test]
+    fn properties_out_of_ascending_order_re_encode_in_their_order() {
+        // Message expiry (0x02) after a user property (0x26), as Mosquitto
+        // writes forwarded messages.
+        let wire = b"\x0c\x26\x00\x01k\x00\x01v\x02\x00\x00\x0e\x10";
+        let mut properties: PublishProperties =
+            read_properties(&mut Reader::new(Bytes::from_static(wire)), PacketType::Publish)
+                .unwrap();
+        assert_eq!(
+            properties.wire_order.identifiers(),
+            Some(&[PropertyId::UserProperty, PropertyId::MessageExpiryInterval][..])
+        );
+        let encode = |properties: &PublishProperties| {
+            let len = checked_body_len(properties).unwrap();
+            let mut buf = BytesMut::new();
+            write_properties(properties, len, &mut buf);
+            buf
+        };
+        assert_eq!(&encode(&properties)[..], wire);
+
+        // Equality ignores the wire order.
+        let ascending = PublishProperties {
+            message_expiry_interval: Some(3600),
+            user_properties: vec![("k".into(), "v".into())],
+            ..Default::default()
+        };
+        assert_eq!(properties, ascending);
+
+        // Properties added after decoding are written too, after the
+        // recorded ones.
+        properties.subscription_identifiers.push(9);
+        properties.user_properties.push(("k2".into(), "v2".into()));
+        let again: PublishProperties =
+            read_properties(&mut Reader::new(encode(&properties).freeze()), PacketType::Publish)
+                .unwrap();
+        assert_eq!(again, properties);
+        assert_eq!(again.subscription_identifiers, [9]);
+        assert_eq!(again.user_properties.len(), 2);
     }
 
     #[test]
