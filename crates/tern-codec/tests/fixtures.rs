@@ -269,7 +269,7 @@ fn publish_with_every_message_property() {
         assert_eq!(publish.qos, QoS::ExactlyOnce);
         assert_eq!(publish.packet_id.map(|id| id.get()), Some(1));
         assert_eq!(&publish.payload[..], br#"{"hello":"props"}"#);
-        let properties = &publish.properties;
+        let properties = publish.properties();
         assert_eq!(properties.payload_format_indicator, Some(true));
         assert_eq!(
             properties.message_expiry_interval.map(|s| s > 3590),
@@ -345,7 +345,7 @@ fn subscribe_options_and_subscription_identifiers() {
     let broker = sent(&packets, 1, Direction::BrokerToClient);
     let publish = expect_variant!(only(&broker, PacketType::Publish)[0], Publish);
     assert!(publish.retain);
-    assert_eq!(publish.properties.subscription_identifiers, [42]);
+    assert_eq!(publish.properties().subscription_identifiers, [42]);
 
     let (_, packets) = load("paho-v5-props.json");
     let client = sent(&packets, 0, Direction::ClientToBroker);
@@ -369,9 +369,9 @@ fn topic_alias_replaces_the_topic_name() {
     let publishes = only(&client, PacketType::Publish);
     let first = expect_variant!(publishes[0], Publish);
     let second = expect_variant!(publishes[1], Publish);
-    assert_eq!(first.properties.topic_alias, Some(1));
+    assert_eq!(first.properties().topic_alias, Some(1));
     assert!(!first.topic.is_empty());
-    assert_eq!(second.properties.topic_alias, Some(1));
+    assert_eq!(second.properties().topic_alias, Some(1));
     assert!(second.topic.is_empty());
 }
 

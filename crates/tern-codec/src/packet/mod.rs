@@ -196,6 +196,9 @@ impl FixedHeader {
 }
 
 /// Any MQTT control packet.
+///
+/// Rare packets with large bodies (CONNECT, CONNACK, DISCONNECT, AUTH) are
+/// boxed so that the common ones stay small when moved and queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
     /// CONNECT.
@@ -225,9 +228,9 @@ pub enum Packet {
     /// PINGRESP.
     PingResp,
     /// DISCONNECT.
-    Disconnect(Disconnect),
+    Disconnect(Box<Disconnect>),
     /// AUTH (MQTT 5).
-    Auth(Auth),
+    Auth(Box<Auth>),
 }
 
 /// The lengths a packet computes, and checks, before it is written.
@@ -292,8 +295,10 @@ impl Packet {
             PacketType::UnsubAck => Self::UnsubAck(UnsubAck::decode(&mut reader, version)?),
             PacketType::PingReq => Self::PingReq,
             PacketType::PingResp => Self::PingResp,
-            PacketType::Disconnect => Self::Disconnect(Disconnect::decode(&mut reader, version)?),
-            PacketType::Auth => Self::Auth(Auth::decode(&mut reader)?),
+            PacketType::Disconnect => {
+                Self::Disconnect(Box::new(Disconnect::decode(&mut reader, version)?))
+            }
+            PacketType::Auth => Self::Auth(Box::new(Auth::decode(&mut reader)?)),
         };
         if !reader.is_empty() {
             return Err(DecodeError::TrailingBytes(packet_type));

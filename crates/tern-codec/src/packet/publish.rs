@@ -8,7 +8,7 @@ use bytestring::ByteString;
 use super::{Layout, read_packet_id};
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{
-    PublishProperties, checked_body_len, read_properties, section_len, write_properties,
+    PublishProperties, checked_body_len, read_boxed_properties, section_len, write_properties,
 };
 use crate::topic::{TopicError, validate_topic_name};
 use crate::wire::{Reader, prefixed_len, put_prefixed};
@@ -16,7 +16,12 @@ use crate::{PacketId, PacketType, ProtocolVersion, QoS};
 
 /// A PUBLISH packet. `packet_id` is present exactly when `qos` is above 0;
 /// the decoder guarantees it and the encoder checks it.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Unlike other packets, PUBLISH keeps its properties behind a pointer that
+/// is only allocated when there are any: a broker holds many messages in
+/// queues, and most carry no properties. Read them with
+/// [`Publish::properties`] and change them with [`Publish::properties_mut`].
+#[derive(Clone)]
 pub struct Publish {
     /// This is a redelivery of an earlier attempt.
     pub dup: bool,
@@ -28,8 +33,9 @@ pub struct Publish {
     pub topic: ByteString,
     /// Packet identifier, for QoS 1 and 2.
     pub packet_id: Option<PacketId>,
-    /// MQTT 5 properties; ignored when encoding for older versions.
-    pub properties: PublishProperties,
+    /// MQTT 5 properties, `None` when there are none; ignored when encoding
+    /// for older versions.
+    properties: Option<Box<PublishProperties>>,
     /// The application payload, shared with the receive buffer.
     pub payload: Bytes,
 }
@@ -43,7 +49,7 @@ impl Publish {
             retain: false,
             topic: topic.into(),
             packet_id: None,
-            properties: PublishProperties::default(),
+            properties: None,
             payload: payload.into(),
         }
     }
@@ -63,12 +69,12 @@ impl Publish {
             QoS::AtMostOnce => None,
             QoS::AtLeastOnce | QoS::ExactlyOnce => Some(read_packet_id(reader)?),
         };
-        let properties: PublishProperties = if version.is_v5() {
-            read_properties(reader, PacketType::Publish)?
+        let properties = if version.is_v5() {
+            read_boxed_properties::<PublishProperties>(reader, PacketType::Publish)?
         } else {
-            PublishProperties::default()
+            None
         };
-        if topic.is_empty() && properties.topic_alias.is_none() {
+        if topic.is_empty() && properties.as_ref().is_none_or(|p| p.topic_alias.is_none()) {
             return Err(DecodeError::EmptyTopicWithoutAlias);
         }
         Ok(Self {
@@ -93,7 +99,7 @@ impl Publish {
         if self.packet_id.is_some() != (self.qos != QoS::AtMostOnce) {
             return Err(EncodeError::PacketIdMismatch);
         }
-        if self.topic.is_empty() && !(version.is_v5() && self.properties.topic_alias.is_some()) {
+        if self.topic.is_empty() && !(version.is_v5() && self.properties().topic_alias.is_some()) {
             return Err(EncodeError::ValueOutOfRange(
                 "topic name (empty without a topic alias)",
             ));
@@ -106,7 +112,7 @@ impl Publish {
             layout.remaining += 2;
         }
         if version.is_v5() {
-            layout.properties = checked_body_len(&self.properties)?;
+            layout.properties = checked_body_len(self.properties())?;
             layout.remaining += section_len(layout.properties);
         }
         Ok(layout)
@@ -118,9 +124,37 @@ impl Publish {
             dst.put_u16(packet_id.get());
         }
         if version.is_v5() {
-            write_properties(&self.properties, layout.properties, dst);
+            write_properties(self.properties(), layout.properties, dst);
         }
         dst.put_slice(&self.payload);
+    }
+
+    /// The MQTT 5 properties (an empty set when there are none).
+    pub fn properties(&self) -> &PublishProperties {
+        static NONE: PublishProperties = PublishProperties::EMPTY;
+        self.properties.as_deref().unwrap_or(&NONE)
+    }
+
+    /// The MQTT 5 properties, for changing them.
+    pub fn properties_mut(&mut self) -> &mut PublishProperties {
+        self.properties.get_or_insert_with(Box::default)
+    }
+
+    /// Replaces the MQTT 5 properties.
+    pub fn set_properties(&mut self, properties: PublishProperties) {
+        self.properties = if properties.is_empty() {
+            None
+        } else {
+            Some(Box::new(properties))
+        };
+    }
+
+    /// Removes and returns the MQTT 5 properties.
+    pub fn take_properties(&mut self) -> PublishProperties {
+        self.properties
+            .take()
+            .map(|boxed| *boxed)
+            .unwrap_or_default()
     }
 
     /// Checks the topic as a topic name (non-empty, no wildcards).
@@ -128,6 +162,21 @@ impl Publish {
         validate_topic_name(&self.topic)
     }
 }
+
+impl PartialEq for Publish {
+    fn eq(&self, other: &Self) -> bool {
+        // No properties and an empty allocated set are the same value.
+        self.dup == other.dup
+            && self.qos == other.qos
+            && self.retain == other.retain
+            && self.topic == other.topic
+            && self.packet_id == other.packet_id
+            && self.properties() == other.properties()
+            && self.payload == other.payload
+    }
+}
+
+impl Eq for Publish {}
 
 impl fmt::Debug for Publish {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,7 +187,7 @@ impl fmt::Debug for Publish {
             .field("retain", &self.retain)
             .field("topic", &self.topic)
             .field("packet_id", &self.packet_id)
-            .field("properties", &self.properties)
+            .field("properties", self.properties())
             .field("payload_len", &self.payload.len())
             .finish()
     }

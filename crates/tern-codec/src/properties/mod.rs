@@ -114,12 +114,36 @@ pub(crate) fn read_properties<P: PropertySet>(
     reader: &mut Reader,
     packet: PacketType,
 ) -> Result<P, DecodeError> {
-    let len = reader.variable_integer()? as usize;
     let mut properties = P::default();
+    let len = reader.variable_integer()? as usize;
+    if len > 0 {
+        fill_properties(reader.take(len)?, packet, &mut properties)?;
+    }
+    Ok(properties)
+}
+
+/// Like [`read_properties`], but allocates only when there are properties:
+/// for packets that keep their properties behind a pointer.
+pub(crate) fn read_boxed_properties<P: PropertySet>(
+    reader: &mut Reader,
+    packet: PacketType,
+) -> Result<Option<Box<P>>, DecodeError> {
+    let len = reader.variable_integer()? as usize;
     if len == 0 {
-        return Ok(properties);
+        return Ok(None);
     }
     let section = reader.take(len)?;
+    let mut properties = Box::<P>::default();
+    fill_properties(section, packet, &mut *properties)?;
+    Ok(Some(properties))
+}
+
+/// Decodes the properties of a non-empty section into `properties`.
+fn fill_properties<P: PropertySet>(
+    section: Bytes,
+    packet: PacketType,
+    properties: &mut P,
+) -> Result<(), DecodeError> {
     let mut section_reader = Reader::new(section.clone());
     let mut previous = 0;
     let mut ascending = true;
@@ -133,7 +157,7 @@ pub(crate) fn read_properties<P: PropertySet>(
     if !ascending {
         properties.set_wire_order(identifiers_in_order::<P>(section, packet));
     }
-    Ok(properties)
+    Ok(())
 }
 
 /// The identifiers of a property section that has already been decoded
@@ -163,6 +187,9 @@ fn identifiers_in_order<P: PropertySet>(section: Bytes, packet: PacketType) -> B
 pub struct WireOrder(Option<Box<[PropertyId]>>);
 
 impl WireOrder {
+    /// No recorded order: properties are written in ascending order.
+    pub const ASCENDING: Self = Self(None);
+
     /// The recorded identifiers, if the properties arrived out of ascending order.
     pub fn identifiers(&self) -> Option<&[PropertyId]> {
         self.0.as_deref()
@@ -471,9 +498,11 @@ mod tests {
         // Message expiry (0x02) after a user property (0x26), as Mosquitto
         // writes forwarded messages.
         let wire = b"\x0c\x26\x00\x01k\x00\x01v\x02\x00\x00\x0e\x10";
-        let mut properties: PublishProperties =
-            read_properties(&mut Reader::new(Bytes::from_static(wire)), PacketType::Publish)
-                .unwrap();
+        let mut properties: PublishProperties = read_properties(
+            &mut Reader::new(Bytes::from_static(wire)),
+            PacketType::Publish,
+        )
+        .unwrap();
         assert_eq!(
             properties.wire_order.identifiers(),
             Some(&[PropertyId::UserProperty, PropertyId::MessageExpiryInterval][..])
@@ -498,9 +527,11 @@ mod tests {
         // recorded ones.
         properties.subscription_identifiers.push(9);
         properties.user_properties.push(("k2".into(), "v2".into()));
-        let again: PublishProperties =
-            read_properties(&mut Reader::new(encode(&properties).freeze()), PacketType::Publish)
-                .unwrap();
+        let again: PublishProperties = read_properties(
+            &mut Reader::new(encode(&properties).freeze()),
+            PacketType::Publish,
+        )
+        .unwrap();
         assert_eq!(again, properties);
         assert_eq!(again.subscription_identifiers, [9]);
         assert_eq!(again.user_properties.len(), 2);

@@ -17,6 +17,12 @@ macro_rules! property_set {
         }
 
         impl $name {
+            /// A set with no property, usable in constants and statics.
+            pub const EMPTY: Self = Self {
+                $( $field: property_set!(@empty $mode), )*
+                wire_order: WireOrder::ASCENDING,
+            };
+
             /// True when no property is set.
             pub fn is_empty(&self) -> bool {
                 true $( && property_set!(@is_empty $mode self.$field) )*
@@ -82,6 +88,8 @@ macro_rules! property_set {
     (@value Binary) => { Bytes };
     (@value MaxQos) => { QoS };
     (@value Pair) => { (ByteString, ByteString) };
+    (@empty one) => { None };
+    (@empty many) => { Vec::new() };
     (@is_empty one $slot:expr) => { $slot.is_none() };
     (@is_empty many $slot:expr) => { $slot.is_empty() };
     (@read one $kind:ident, $slot:expr, $id:ident, $reader:ident) => {{
