@@ -68,7 +68,7 @@ pub enum DecodeError {
     /// CONNECT flags with the reserved bit 0 set.
     #[error("reserved bit 0 of the CONNECT flags is set (MQTT 5 §3.1.2.3)")]
     ConnectReservedFlag,
-    /// Will QoS or retain set without the will flag, or will QoS 3.
+    /// Will QoS or retain set without the will flag.
     #[error("will QoS or will retain set without a will (MQTT 5 §3.1.2.5)")]
     InvalidWillFlags,
     /// Before MQTT 5 a password needs a user name.
@@ -92,6 +92,9 @@ pub enum DecodeError {
     /// A SUBSCRIBE or UNSUBSCRIBE without any topic filter.
     #[error("{0} must contain at least one topic filter")]
     NoTopicFilters(PacketType),
+    /// A SUBACK, or an MQTT 5 UNSUBACK, without any reason code.
+    #[error("{0} must contain a reason code for each topic filter")]
+    NoReasonCodes(PacketType),
     /// Subscription option bits that are reserved in this version.
     #[error("reserved bits set in subscription options byte 0x{0:02X}")]
     ReservedSubscriptionOptionBits(u8),
@@ -145,6 +148,7 @@ impl DecodeError {
             | SessionPresentOnRefusal
             | EmptyTopicWithoutAlias
             | NoTopicFilters(_)
+            | NoReasonCodes(_)
             | InvalidRetainHandling
             | NoLocalOnSharedSubscription
             | DuplicateProperty(_)
@@ -205,6 +209,26 @@ pub enum EncodeError {
     /// SUBSCRIBE or UNSUBSCRIBE with no topic filter.
     #[error("{0} needs at least one topic filter")]
     NoTopicFilters(PacketType),
+    /// SUBACK, or MQTT 5 UNSUBACK, with no reason code.
+    #[error("{0} needs a reason code for each topic filter")]
+    NoReasonCodes(PacketType),
+    /// A string field contains U+0000, which MQTT forbids.
+    #[error("{0} contains the null character U+0000")]
+    NullCharacter(&'static str),
+    /// A topic name (of a PUBLISH, a will or a response topic) is invalid.
+    #[error("invalid {field}: {error}")]
+    InvalidTopic {
+        /// Which topic.
+        field: &'static str,
+        /// What is wrong with it.
+        error: TopicError,
+    },
+    /// A QoS 0 PUBLISH with the DUP flag.
+    #[error("DUP may only be set on QoS 1 and 2 messages")]
+    DupWithQos0,
+    /// No Local on a shared subscription.
+    #[error("no local cannot be set on a shared subscription")]
+    NoLocalOnSharedSubscription,
 }
 
 #[cfg(test)]

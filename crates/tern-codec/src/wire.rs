@@ -74,6 +74,15 @@ pub fn prefixed_len(len: usize, field: &'static str) -> Result<usize, EncodeErro
     Ok(2 + len)
 }
 
+/// Length of a UTF-8 string field including its prefix, checking what the
+/// decoder checks: at most 65,535 bytes and no U+0000.
+pub fn string_len(text: &str, field: &'static str) -> Result<usize, EncodeError> {
+    if contains_byte(text.as_bytes(), [0; 3]) {
+        return Err(EncodeError::NullCharacter(field));
+    }
+    prefixed_len(text.len(), field)
+}
+
 /// Writes a two-byte length and the bytes; the length was checked by
 /// [`prefixed_len`].
 pub fn put_prefixed(dst: &mut BytesMut, bytes: &[u8]) {

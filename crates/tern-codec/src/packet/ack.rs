@@ -151,6 +151,9 @@ impl SubAck {
         while !reader.is_empty() {
             reason_codes.push(reason_for(PacketType::SubAck, version, reader.u8()?)?);
         }
+        if reason_codes.is_empty() {
+            return Err(DecodeError::NoReasonCodes(PacketType::SubAck));
+        }
         Ok(Self {
             packet_id,
             properties,
@@ -159,6 +162,9 @@ impl SubAck {
     }
 
     pub(super) fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
+        if self.reason_codes.is_empty() {
+            return Err(EncodeError::NoReasonCodes(PacketType::SubAck));
+        }
         let mut layout = Layout {
             remaining: 2 + self.reason_codes.len(),
             ..Layout::default()
@@ -215,6 +221,9 @@ impl UnsubAck {
                     reader.u8()?,
                 )?);
             }
+            if unsuback.reason_codes.is_empty() {
+                return Err(DecodeError::NoReasonCodes(PacketType::UnsubAck));
+            }
         }
         Ok(unsuback)
     }
@@ -225,6 +234,9 @@ impl UnsubAck {
             ..Layout::default()
         };
         if version.is_v5() {
+            if self.reason_codes.is_empty() {
+                return Err(EncodeError::NoReasonCodes(PacketType::UnsubAck));
+            }
             for &code in &self.reason_codes {
                 check_allowed(code, PacketType::UnsubAck)?;
             }

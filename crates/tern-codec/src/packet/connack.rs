@@ -38,7 +38,13 @@ impl ConnAck {
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
         let flags = reader.u8()?;
-        if flags & 0b1111_1110 != 0 {
+        // MQTT 3.1 has no session present flag: the whole byte is reserved.
+        let reserved = if version == ProtocolVersion::V3_1 {
+            0xFF
+        } else {
+            0b1111_1110
+        };
+        if flags & reserved != 0 {
             return Err(DecodeError::InvalidConnackFlags);
         }
         let code = reader.u8()?;

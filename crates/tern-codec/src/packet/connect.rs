@@ -13,7 +13,7 @@ use crate::properties::{
     write_properties,
 };
 use crate::topic::validate_topic_name;
-use crate::wire::{Reader, prefixed_len, put_prefixed};
+use crate::wire::{Reader, prefixed_len, put_prefixed, string_len};
 use crate::{PacketType, ProtocolVersion, QoS};
 
 const FLAG_CLEAN_START: u8 = 0b0000_0010;
@@ -181,13 +181,16 @@ impl Connect {
         }
         let mut layout = Layout::default();
         let name_len = self.protocol.protocol_name().len();
-        layout.remaining =
-            2 + name_len + 1 + 1 + 2 + prefixed_len(self.client_id.len(), "client id")?;
+        layout.remaining = 2 + name_len + 1 + 1 + 2 + string_len(&self.client_id, "client id")?;
         if v5 {
             layout.properties = checked_body_len(&self.properties)?;
             layout.remaining += section_len(layout.properties);
         }
         if let Some(will) = &self.will {
+            validate_topic_name(&will.topic).map_err(|error| EncodeError::InvalidTopic {
+                field: "will topic",
+                error,
+            })?;
             layout.remaining += prefixed_len(will.topic.len(), "will topic")?
                 + prefixed_len(will.payload.len(), "will payload")?;
             if v5 {
@@ -196,7 +199,7 @@ impl Connect {
             }
         }
         if let Some(username) = &self.username {
-            layout.remaining += prefixed_len(username.len(), "user name")?;
+            layout.remaining += string_len(username, "user name")?;
         }
         if let Some(password) = &self.password {
             layout.remaining += prefixed_len(password.len(), "password")?;

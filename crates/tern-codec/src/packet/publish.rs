@@ -99,10 +99,16 @@ impl Publish {
         if self.packet_id.is_some() != (self.qos != QoS::AtMostOnce) {
             return Err(EncodeError::PacketIdMismatch);
         }
-        if self.topic.is_empty() && !(version.is_v5() && self.properties().topic_alias.is_some()) {
-            return Err(EncodeError::ValueOutOfRange(
-                "topic name (empty without a topic alias)",
-            ));
+        if self.dup && self.qos == QoS::AtMostOnce {
+            return Err(EncodeError::DupWithQos0);
+        }
+        let alias_only =
+            self.topic.is_empty() && version.is_v5() && self.properties().topic_alias.is_some();
+        if !alias_only {
+            validate_topic_name(&self.topic).map_err(|error| EncodeError::InvalidTopic {
+                field: "topic name",
+                error,
+            })?;
         }
         let mut layout = Layout {
             remaining: prefixed_len(self.topic.len(), "topic name")? + self.payload.len(),

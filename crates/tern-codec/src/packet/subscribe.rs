@@ -61,7 +61,10 @@ impl Subscribe {
             remaining: 2,
             ..Layout::default()
         };
-        for (filter, _) in &self.filters {
+        for (filter, options) in &self.filters {
+            if options.no_local && filter.is_shared() && version.is_v5() {
+                return Err(EncodeError::NoLocalOnSharedSubscription);
+            }
             layout.remaining += prefixed_len(filter.as_str().len(), "topic filter")? + 1;
         }
         if version.is_v5() {

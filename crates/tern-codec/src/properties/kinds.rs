@@ -9,7 +9,7 @@ use crate::QoS;
 use crate::error::{DecodeError, EncodeError};
 use crate::topic::validate_topic_name;
 use crate::wire::{
-    MAX_VARIABLE_INTEGER, Reader, prefixed_len, put_prefixed, put_variable_integer,
+    MAX_VARIABLE_INTEGER, Reader, prefixed_len, put_prefixed, put_variable_integer, string_len,
     variable_integer_len,
 };
 
@@ -150,7 +150,7 @@ impl Kind for Utf8 {
         reader.string()
     }
     fn len(value: &ByteString, id: PropertyId) -> Result<usize, EncodeError> {
-        prefixed_len(value.len(), id.name())
+        string_len(value, id.name())
     }
     fn write(value: &ByteString, dst: &mut BytesMut) {
         put_prefixed(dst, value.as_bytes());
@@ -165,6 +165,10 @@ impl Kind for Topic {
         Ok(topic)
     }
     fn len(value: &ByteString, id: PropertyId) -> Result<usize, EncodeError> {
+        validate_topic_name(value).map_err(|error| EncodeError::InvalidTopic {
+            field: id.name(),
+            error,
+        })?;
         prefixed_len(value.len(), id.name())
     }
     fn write(value: &ByteString, dst: &mut BytesMut) {
@@ -211,8 +215,7 @@ impl Kind for Pair {
         Ok((reader.string()?, reader.string()?))
     }
     fn len((name, value): &Self::Value, _: PropertyId) -> Result<usize, EncodeError> {
-        Ok(prefixed_len(name.len(), "user property name")?
-            + prefixed_len(value.len(), "user property value")?)
+        Ok(string_len(name, "user property name")? + string_len(value, "user property value")?)
     }
     fn write((name, value): &Self::Value, dst: &mut BytesMut) {
         put_prefixed(dst, name.as_bytes());

@@ -100,6 +100,12 @@ pub(crate) trait PropertySet: Default {
         packet: PacketType,
         reader: &mut Reader,
     ) -> Result<(), DecodeError>;
+    /// Reads and discards the value of property `id`: no allocation.
+    fn skip_property(
+        id: PropertyId,
+        packet: PacketType,
+        reader: &mut Reader,
+    ) -> Result<(), DecodeError>;
     /// Length of the properties without their length prefix.
     fn body_len(&self) -> Result<usize, EncodeError>;
     /// Writes the properties without their length prefix, in wire order if
@@ -165,13 +171,12 @@ fn fill_properties<P: PropertySet>(
 /// paid for, when a peer does not write properties in ascending order.
 fn identifiers_in_order<P: PropertySet>(section: Bytes, packet: PacketType) -> Box<[PropertyId]> {
     let mut reader = Reader::new(section);
-    let mut scratch = P::default();
     let mut order = Vec::new();
     while let Ok(raw) = reader.variable_integer() {
         let Some(id) = PropertyId::from_u32(raw) else {
             break;
         };
-        if scratch.read_property(id, packet, &mut reader).is_err() {
+        if P::skip_property(id, packet, &mut reader).is_err() {
             break;
         }
         order.push(id);

@@ -42,6 +42,17 @@ macro_rules! property_set {
                 }
             }
 
+            fn skip_property(
+                id: PropertyId,
+                packet: PacketType,
+                reader: &mut Reader,
+            ) -> Result<(), DecodeError> {
+                match id {
+                    $( PropertyId::$id => <$kind as Kind>::read(reader, id).map(drop), )*
+                    _ => Err(DecodeError::PropertyNotAllowed { property: id, packet }),
+                }
+            }
+
             fn body_len(&self) -> Result<usize, EncodeError> {
                 let mut len = 0;
                 $( len += property_set!(@len $mode $kind, self.$field, PropertyId::$id); )*
