@@ -7,7 +7,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use tern_codec::{Decoder, MAX_PACKET_SIZE, Packet, ProtocolVersion};
+use tern_codec::{Decoder, MAX_PACKET_SIZE, ProtocolVersion};
 
 /// The packet size limit of the fuzzed decoders.
 const LIMIT: u32 = 64 * 1024;
