@@ -1,0 +1,296 @@
+//! Outgoing QoS 1 and 2 messages awaiting acknowledgement, and the
+//! allocation of their packet identifiers.
+//!
+//! QoS 1: `AwaitingPubAck` until PUBACK. QoS 2: `AwaitingPubRec` until
+//! PUBREC, then `AwaitingPubComp` (the broker has sent PUBREL and no longer
+//! needs the message) until PUBCOMP. A PUBREC carrying an error reason code
+//! ends the exchange at once (MQTT 5 §4.3.3).
+
+use std::collections::BTreeMap;
+
+use crate::{Message, SessionError};
+use tern_codec::PacketId;
+
+/// One outgoing message in flight, by its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InFlight {
+    /// QoS 1 PUBLISH sent; waiting for PUBACK.
+    AwaitingPubAck(Message),
+    /// QoS 2 PUBLISH sent; waiting for PUBREC.
+    AwaitingPubRec(Message),
+    /// PUBREL sent; waiting for PUBCOMP.
+    AwaitingPubComp,
+}
+
+impl InFlight {
+    /// The state without the message.
+    pub fn state(&self) -> InFlightState {
+        match self {
+            Self::AwaitingPubAck(_) => InFlightState::AwaitingPubAck,
+            Self::AwaitingPubRec(_) => InFlightState::AwaitingPubRec,
+            Self::AwaitingPubComp => InFlightState::AwaitingPubComp,
+        }
+    }
+
+    /// The message, until the QoS 2 exchange has passed PUBREC.
+    pub fn message(&self) -> Option<&Message> {
+        match self {
+            Self::AwaitingPubAck(message) | Self::AwaitingPubRec(message) => Some(message),
+            Self::AwaitingPubComp => None,
+        }
+    }
+}
+
+/// The state of an in-flight message: which acknowledgement it awaits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InFlightState {
+    /// Waiting for PUBACK.
+    AwaitingPubAck,
+    /// Waiting for PUBREC.
+    AwaitingPubRec,
+    /// Waiting for PUBCOMP.
+    AwaitingPubComp,
+}
+
+/// An acknowledgement received from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Acknowledgement {
+    /// PUBACK.
+    PubAck,
+    /// PUBREC with a success reason code: answer with PUBREL.
+    PubRec,
+    /// PUBREC with an error reason code: the exchange ends.
+    PubRecError,
+    /// PUBCOMP.
+    PubComp,
+}
+
+/// What an acknowledgement did to its in-flight message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The exchange is over and the packet identifier is free again.
+    Completed,
+    /// The message moved to `AwaitingPubComp`: send PUBREL.
+    SendPubRel,
+}
+
+/// The in-flight window of one session: at most `limit` entries (the
+/// client's Receive Maximum), keyed by packet identifier.
+#[derive(Debug, Clone)]
+pub struct InFlightWindow {
+    entries: BTreeMap<PacketId, InFlight>,
+    /// The identifier tried first by the next allocation.
+    next_id: u16,
+    limit: u16,
+}
+
+impl InFlightWindow {
+    /// An empty window admitting `limit` messages (at least 1).
+    pub fn new(limit: u16) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            next_id: 1,
+            limit: limit.max(1),
+        }
+    }
+
+    /// Number of messages in flight.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Changes the limit (a new connection's Receive Maximum). Entries over
+    /// the limit stay; no new ones are admitted until below it.
+    pub fn set_limit(&mut self, limit: u16) {
+        self.limit = limit.max(1);
+    }
+
+    /// True when another message may be sent.
+    pub fn has_room(&self) -> bool {
+        self.entries.len() < usize::from(self.limit)
+    }
+
+    /// The entry for `packet_id`.
+    pub fn get(&self, packet_id: PacketId) -> Option<&InFlight> {
+        self.entries.get(&packet_id)
+    }
+
+    /// The entries in packet identifier order.
+    pub fn iter(&self) -> impl Iterator<Item = (PacketId, &InFlight)> {
+        self.entries.iter().map(|(id, entry)| (*id, entry))
+    }
+
+    /// Allocates a free packet identifier: the one after the last
+    /// allocated, wrapping from 65,535 to 1 and skipping identifiers in
+    /// use. `None` when the window is full.
+    pub fn allocate(&mut self) -> Option<PacketId> {
+        if !self.has_room() {
+            return None;
+        }
+        for _ in 0..u16::MAX {
+            let candidate = PacketId::new(self.next_id);
+            self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+            if let Some(id) = candidate
+                && !self.entries.contains_key(&id)
+            {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Records `entry` under `packet_id`, replacing any entry there.
+    pub fn insert(&mut self, packet_id: PacketId, entry: InFlight) {
+        self.entries.insert(packet_id, entry);
+    }
+
+    /// Applies an acknowledgement from the client.
+    pub fn acknowledge(
+        &mut self,
+        packet_id: PacketId,
+        ack: Acknowledgement,
+    ) -> Result<AckOutcome, SessionError> {
+        let Some(entry) = self.entries.get_mut(&packet_id) else {
+            return Err(SessionError::PacketIdNotFound { packet_id, ack });
+        };
+        let outcome = match (entry.state(), ack) {
+            (InFlightState::AwaitingPubAck, Acknowledgement::PubAck)
+            | (InFlightState::AwaitingPubRec, Acknowledgement::PubRecError)
+            | (InFlightState::AwaitingPubComp, Acknowledgement::PubComp) => AckOutcome::Completed,
+            (InFlightState::AwaitingPubRec, Acknowledgement::PubRec) => {
+                *entry = InFlight::AwaitingPubComp;
+                return Ok(AckOutcome::SendPubRel);
+            }
+            (state, ack) => {
+                return Err(SessionError::UnexpectedAck {
+                    packet_id,
+                    state,
+                    ack,
+                });
+            }
+        };
+        self.entries.remove(&packet_id);
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tern_codec::{Publish, QoS};
+
+    use super::*;
+
+    fn id(value: u16) -> PacketId {
+        PacketId::new(value).expect("test ids are non-zero")
+    }
+
+    fn message() -> Message {
+        let mut publish = Publish::new("t", "x");
+        publish.qos = QoS::ExactlyOnce;
+        Message::with_expiry(publish, None)
+    }
+
+    #[test]
+    fn allocation_counts_up_from_one() {
+        let mut window = InFlightWindow::new(10);
+        let first = window.allocate();
+        assert_eq!(first, Some(id(1)));
+        window.insert(id(1), InFlight::AwaitingPubComp);
+        assert_eq!(window.allocate(), Some(id(2)));
+    }
+
+    #[test]
+    fn allocation_wraps_and_skips_identifiers_in_use() {
+        let mut window = InFlightWindow::new(u16::MAX);
+        window.next_id = 65_534;
+        for used in [65_535, 1, 2] {
+            window.insert(id(used), InFlight::AwaitingPubComp);
+        }
+        assert_eq!(window.allocate(), Some(id(65_534)));
+        assert_eq!(window.allocate(), Some(id(3)), "skips 65,535, 1 and 2");
+        assert_eq!(window.allocate(), Some(id(4)));
+    }
+
+    #[test]
+    fn allocation_fails_when_the_window_is_full() {
+        let mut window = InFlightWindow::new(2);
+        for _ in 0..2 {
+            let packet_id = window.allocate().expect("room left");
+            window.insert(packet_id, InFlight::AwaitingPubAck(message()));
+        }
+        assert!(!window.has_room());
+        assert_eq!(window.allocate(), None);
+        window.set_limit(3);
+        assert_eq!(window.allocate(), Some(id(3)));
+    }
+
+    #[test]
+    fn every_identifier_in_use_allocates_nothing() {
+        let mut window = InFlightWindow::new(u16::MAX);
+        for value in 1..=u16::MAX {
+            window.insert(id(value), InFlight::AwaitingPubComp);
+        }
+        window.set_limit(u16::MAX);
+        assert_eq!(window.allocate(), None);
+    }
+
+    #[test]
+    fn qos1_completes_on_puback() {
+        let mut window = InFlightWindow::new(5);
+        window.insert(id(7), InFlight::AwaitingPubAck(message()));
+        assert_eq!(
+            window.acknowledge(id(7), Acknowledgement::PubComp),
+            Err(SessionError::UnexpectedAck {
+                packet_id: id(7),
+                state: InFlightState::AwaitingPubAck,
+                ack: Acknowledgement::PubComp,
+            })
+        );
+        assert_eq!(
+            window.acknowledge(id(7), Acknowledgement::PubAck),
+            Ok(AckOutcome::Completed)
+        );
+        assert!(window.is_empty());
+        assert_eq!(
+            window.acknowledge(id(7), Acknowledgement::PubAck),
+            Err(SessionError::PacketIdNotFound {
+                packet_id: id(7),
+                ack: Acknowledgement::PubAck
+            })
+        );
+    }
+
+    #[test]
+    fn qos2_moves_through_pubrec_to_pubcomp() {
+        let mut window = InFlightWindow::new(5);
+        window.insert(id(8), InFlight::AwaitingPubRec(message()));
+        assert!(window.acknowledge(id(8), Acknowledgement::PubAck).is_err());
+        assert_eq!(
+            window.acknowledge(id(8), Acknowledgement::PubRec),
+            Ok(AckOutcome::SendPubRel)
+        );
+        assert_eq!(window.get(id(8)), Some(&InFlight::AwaitingPubComp));
+        assert!(window.acknowledge(id(8), Acknowledgement::PubRec).is_err());
+        assert_eq!(
+            window.acknowledge(id(8), Acknowledgement::PubComp),
+            Ok(AckOutcome::Completed)
+        );
+        assert!(window.is_empty());
+    }
+
+    #[test]
+    fn pubrec_with_an_error_ends_the_exchange() {
+        let mut window = InFlightWindow::new(5);
+        window.insert(id(9), InFlight::AwaitingPubRec(message()));
+        assert_eq!(
+            window.acknowledge(id(9), Acknowledgement::PubRecError),
+            Ok(AckOutcome::Completed)
+        );
+        assert!(window.get(id(9)).is_none());
+    }
+}

@@ -1,0 +1,408 @@
+//! The session of one client, as pure data and logic.
+//!
+//! A [`Session`] holds what MQTT says outlives a connection: subscriptions,
+//! outgoing QoS 1/2 messages in flight, messages queued for delivery,
+//! incoming QoS 2 packet identifiers awaiting PUBREL, the will message and
+//! the session expiry. It does no I/O and reads no clock: every method that
+//! depends on time takes `now`.
+//!
+//! A persistent session (expiry interval above 0) records every change as
+//! an [`Op`]; the broker drains them with [`Session::take_changes`] and hands
+//! them to a [`SessionStore`](crate::SessionStore). A session that ends with
+//! its connection records nothing. QoS 0 messages are queued in memory only:
+//! a restart may lose them, as MQTT allows.
+
+mod in_flight;
+mod journal;
+mod queue;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+
+use tern_codec::{ByteString, PacketId, Publish, QoS, SubscriptionOptions, TopicFilter};
+
+pub use in_flight::{AckOutcome, Acknowledgement, InFlight, InFlightState, InFlightWindow};
+pub use queue::{DropCounters, DropReason, MessageQueue, Pushed, Queued};
+
+use crate::store::{Op, SessionRecord, StoredSession};
+use crate::{Message, SessionError, SessionExpiry, Timestamp};
+
+/// One subscription of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Subscription {
+    /// The options of the SUBSCRIBE entry.
+    pub options: SubscriptionOptions,
+    /// The Subscription Identifier to echo in matching messages (MQTT 5).
+    pub identifier: Option<NonZeroU32>,
+}
+
+/// A will message and its delay (MQTT 5 Will Delay Interval, seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Will {
+    /// The message to publish.
+    pub message: Message,
+    /// Seconds between the end of the connection and publication.
+    pub delay: u32,
+}
+
+/// Per-session limits, named as Mosquitto names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Most messages queued for delivery; see [`MessageQueue`] for the drop
+    /// policy.
+    pub max_queued_messages: usize,
+    /// Most QoS 1 and 2 messages in flight (the client's Receive Maximum).
+    pub max_inflight_messages: u16,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_queued_messages: 1000,
+            max_inflight_messages: u16::MAX,
+        }
+    }
+}
+
+/// A packet to send again when a client resumes its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resend {
+    /// A PUBLISH whose acknowledgement never came, with DUP set.
+    Publish(Publish),
+    /// A PUBREL whose PUBCOMP never came.
+    PubRel(PacketId),
+}
+
+/// The state of one client's session; see the module docs.
+#[derive(Debug, Clone)]
+pub struct Session {
+    record: SessionRecord,
+    queue: MessageQueue,
+    in_flight: InFlightWindow,
+    incoming_qos2: BTreeSet<PacketId>,
+    changes: Vec<Op>,
+}
+
+impl Session {
+    /// A new session for a client connected now.
+    pub fn new(client_id: ByteString, expiry: SessionExpiry, limits: SessionLimits) -> Self {
+        let record = SessionRecord {
+            client_id,
+            expiry,
+            disconnected_at: None,
+            subscriptions: BTreeMap::new(),
+            will: None,
+        };
+        let mut session = Self {
+            record,
+            queue: MessageQueue::new(limits.max_queued_messages),
+            in_flight: InFlightWindow::new(limits.max_inflight_messages),
+            incoming_qos2: BTreeSet::new(),
+            changes: Vec::new(),
+        };
+        session.journal_record();
+        session
+    }
+
+    /// A session loaded from a store. A session stored as connected (the
+    /// broker stopped while its client was connected) is taken as
+    /// disconnected at `now`, and that change is recorded.
+    pub fn restore(stored: StoredSession, limits: SessionLimits, now: Timestamp) -> Self {
+        let mut in_flight = InFlightWindow::new(limits.max_inflight_messages);
+        for (packet_id, entry) in stored.in_flight {
+            in_flight.insert(packet_id, entry);
+        }
+        let mut session = Self {
+            record: stored.record,
+            queue: MessageQueue::restore(limits.max_queued_messages, stored.queue),
+            in_flight,
+            incoming_qos2: stored.incoming_qos2.into_iter().collect(),
+            changes: Vec::new(),
+        };
+        if session.record.disconnected_at.is_none() {
+            session.record.disconnected_at = Some(now);
+            session.journal_record();
+        }
+        session
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &ByteString {
+        &self.record.client_id
+    }
+
+    /// The stored part of the session: identity, expiry, subscriptions, will.
+    pub fn record(&self) -> &SessionRecord {
+        &self.record
+    }
+
+    /// The session expiry setting.
+    pub fn expiry(&self) -> SessionExpiry {
+        self.record.expiry
+    }
+
+    /// Changes the session expiry (the DISCONNECT property of MQTT 5).
+    /// Becoming non-persistent deletes the stored session; becoming
+    /// persistent stores all of it.
+    pub fn set_expiry(&mut self, expiry: SessionExpiry) {
+        let was_persistent = self.record.expiry.is_persistent();
+        self.record.expiry = expiry;
+        match (was_persistent, expiry.is_persistent()) {
+            (true, false) => {
+                let client_id = self.record.client_id.clone();
+                self.changes.push(Op::RemoveSession(client_id));
+            }
+            (false, true) => self.changes.extend(self.snapshot_ops()),
+            _ => self.journal_record(),
+        }
+    }
+
+    /// True while a connection is attached.
+    pub fn is_connected(&self) -> bool {
+        self.record.disconnected_at.is_none()
+    }
+
+    /// A client (re)connects at `now` to this session. Returns the packets
+    /// to send again, in packet identifier order; in-flight messages are
+    /// resent even if expired, since their delivery had started.
+    pub fn connect(
+        &mut self,
+        now: Timestamp,
+        max_inflight_messages: u16,
+        will: Option<Will>,
+    ) -> Vec<Resend> {
+        self.record.disconnected_at = None;
+        self.record.will = will;
+        self.in_flight.set_limit(max_inflight_messages);
+        self.journal_record();
+        self.in_flight
+            .iter()
+            .map(|(packet_id, entry)| match entry.message() {
+                Some(message) => Resend::Publish(message.to_publish(now, Some(packet_id), true)),
+                None => Resend::PubRel(packet_id),
+            })
+            .collect()
+    }
+
+    /// The connection ended at `now`. The session lives on until
+    /// [`Session::expires_at`]; a session with expiry 0 ends now.
+    pub fn disconnect(&mut self, now: Timestamp) {
+        self.record.disconnected_at = Some(now);
+        self.journal_record();
+    }
+
+    /// When the session ends: `None` while connected or if it never ends.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.record.expires_at()
+    }
+
+    /// True once the session has ended and should be discarded.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at().is_some_and(|at| now >= at)
+    }
+
+    /// Adds or replaces the subscription to `filter`; returns the one it
+    /// replaced.
+    pub fn subscribe(
+        &mut self,
+        filter: TopicFilter,
+        subscription: Subscription,
+    ) -> Option<Subscription> {
+        let previous = self.record.subscriptions.insert(filter, subscription);
+        self.journal_record();
+        previous
+    }
+
+    /// Removes the subscription to `filter`; false if there was none.
+    pub fn unsubscribe(&mut self, filter: &TopicFilter) -> bool {
+        let removed = self.record.subscriptions.remove(filter).is_some();
+        if removed {
+            self.journal_record();
+        }
+        removed
+    }
+
+    /// The subscriptions, in filter order.
+    pub fn subscriptions(&self) -> &BTreeMap<TopicFilter, Subscription> {
+        &self.record.subscriptions
+    }
+
+    /// Queues `message` for delivery, applying the queue's drop policy.
+    /// Returns why a message was dropped, if one was.
+    pub fn enqueue(&mut self, message: Message) -> Option<DropReason> {
+        let store = message.qos() != QoS::AtMostOnce;
+        let message_for_store = store.then(|| message.clone());
+        let pushed = self.queue.push(message);
+        let mut reason = None;
+        if let Some((dropped, why)) = pushed.dropped {
+            reason = Some(why);
+            if pushed.seq.is_some() {
+                self.journal_removed(&dropped);
+            }
+        }
+        if let (Some(seq), Some(message)) = (pushed.seq, message_for_store) {
+            let client_id = self.record.client_id.clone();
+            self.journal(Op::Enqueue {
+                client_id,
+                seq,
+                message,
+            });
+        }
+        reason
+    }
+
+    /// Takes the next message to send at `now`, if the in-flight window has
+    /// room for it. QoS 1 and 2 messages get a packet identifier and move
+    /// in flight. Expired messages at the front are dropped and counted.
+    pub fn next_delivery(&mut self, now: Timestamp) -> Option<Publish> {
+        let mut expired = Vec::new();
+        let room = self.in_flight.has_room();
+        let queued = self.queue.pop(
+            now,
+            |message| room || message.qos() == QoS::AtMostOnce,
+            &mut expired,
+        );
+        for dropped in &expired {
+            self.journal_removed(dropped);
+        }
+        let queued = queued?;
+        if queued.message.qos() == QoS::AtMostOnce {
+            return Some(queued.message.to_publish(now, None, false));
+        }
+        let Some(packet_id) = self.in_flight.allocate() else {
+            // Unreachable while `room` holds; keep the message rather than lose it.
+            self.queue.unpop(queued);
+            return None;
+        };
+        let publish = queued.message.to_publish(now, Some(packet_id), false);
+        let entry = if queued.message.qos() == QoS::AtLeastOnce {
+            InFlight::AwaitingPubAck(queued.message)
+        } else {
+            InFlight::AwaitingPubRec(queued.message)
+        };
+        let client_id = self.record.client_id.clone();
+        self.journal(Op::Dequeue {
+            client_id: client_id.clone(),
+            seq: queued.seq,
+        });
+        self.journal(Op::PutInFlight {
+            client_id,
+            packet_id,
+            entry: entry.clone(),
+        });
+        self.in_flight.insert(packet_id, entry);
+        Some(publish)
+    }
+
+    /// Applies PUBACK, PUBREC or PUBCOMP from the client.
+    pub fn acknowledge(
+        &mut self,
+        packet_id: PacketId,
+        ack: Acknowledgement,
+    ) -> Result<AckOutcome, SessionError> {
+        let outcome = self.in_flight.acknowledge(packet_id, ack)?;
+        let client_id = self.record.client_id.clone();
+        self.journal(match outcome {
+            AckOutcome::Completed => Op::RemoveInFlight {
+                client_id,
+                packet_id,
+            },
+            AckOutcome::SendPubRel => Op::PutInFlight {
+                client_id,
+                packet_id,
+                entry: InFlight::AwaitingPubComp,
+            },
+        });
+        Ok(outcome)
+    }
+
+    /// A QoS 2 PUBLISH arrived with `packet_id`. True if it is new (route
+    /// it); false if it is a redelivery of one not yet released.
+    pub fn receive_qos2(&mut self, packet_id: PacketId) -> bool {
+        let new = self.incoming_qos2.insert(packet_id);
+        if new {
+            let client_id = self.record.client_id.clone();
+            self.journal(Op::PutIncomingQos2 {
+                client_id,
+                packet_id,
+            });
+        }
+        new
+    }
+
+    /// PUBREL arrived for `packet_id`. False if it was unknown (answer
+    /// PUBCOMP with reason 0x92).
+    pub fn release_qos2(&mut self, packet_id: PacketId) -> bool {
+        let known = self.incoming_qos2.remove(&packet_id);
+        if known {
+            let client_id = self.record.client_id.clone();
+            self.journal(Op::RemoveIncomingQos2 {
+                client_id,
+                packet_id,
+            });
+        }
+        known
+    }
+
+    /// Incoming QoS 2 packet identifiers awaiting PUBREL.
+    pub fn incoming_qos2(&self) -> &BTreeSet<PacketId> {
+        &self.incoming_qos2
+    }
+
+    /// The will, if the connection set one and it is not yet published.
+    pub fn will(&self) -> Option<&Will> {
+        self.record.will.as_ref()
+    }
+
+    /// Discards the will (a normal DISCONNECT).
+    pub fn discard_will(&mut self) {
+        if self.record.will.take().is_some() {
+            self.journal_record();
+        }
+    }
+
+    /// When the will is due: the earlier of the will delay and the end of
+    /// the session, counted from the disconnection. `None` while connected.
+    pub fn will_due_at(&self) -> Option<Timestamp> {
+        let disconnected_at = self.record.disconnected_at?;
+        let will = self.record.will.as_ref()?;
+        let due = disconnected_at.saturating_add_secs(will.delay);
+        Some(self.expires_at().map_or(due, |end| due.min(end)))
+    }
+
+    /// Takes the will if it is due at `now`, for the broker to publish.
+    pub fn take_due_will(&mut self, now: Timestamp) -> Option<Message> {
+        if self.will_due_at()? > now {
+            return None;
+        }
+        let will = self.record.will.take()?;
+        self.journal_record();
+        Some(will.message)
+    }
+
+    /// Drops every queued message expired at `now` (a periodic tick).
+    pub fn drop_expired(&mut self, now: Timestamp) -> usize {
+        let expired = self.queue.remove_expired(now);
+        for dropped in &expired {
+            self.journal_removed(dropped);
+        }
+        expired.len()
+    }
+
+    /// The queue of messages waiting for delivery.
+    pub fn queue(&self) -> &MessageQueue {
+        &self.queue
+    }
+
+    /// Outgoing messages in flight.
+    pub fn in_flight(&self) -> &InFlightWindow {
+        &self.in_flight
+    }
+
+    /// Messages dropped so far, by reason.
+    pub fn drops(&self) -> DropCounters {
+        self.queue.drops()
+    }
+}

@@ -1,0 +1,381 @@
+//! The bounded queue of messages waiting for an offline or slow client.
+//!
+//! Drop policy, applied when a message arrives and the queue is full:
+//!
+//! 1. if the queue holds a QoS 0 message, the oldest QoS 0 message is
+//!    dropped ([`DropReason::QueueFullQos0`]);
+//! 2. otherwise, if the arriving message is QoS 0, it is dropped
+//!    ([`DropReason::QueueFullQos0`]);
+//! 3. otherwise the oldest message is dropped
+//!    ([`DropReason::QueueFullOldest`]).
+//!
+//! Messages whose expiry time has passed are dropped when they reach the
+//! front ([`DropReason::Expired`]). Every drop is counted by reason.
+
+use std::collections::VecDeque;
+
+use tern_codec::QoS;
+
+use crate::{Message, Timestamp};
+
+/// Why a message was dropped instead of delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The queue was full and a QoS 0 message made room (or was refused).
+    QueueFullQos0,
+    /// The queue was full of QoS 1 and 2 messages; the oldest made room.
+    QueueFullOldest,
+    /// The message expired before it could be delivered.
+    Expired,
+}
+
+/// How many messages a session dropped, by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DropCounters {
+    /// Dropped under [`DropReason::QueueFullQos0`].
+    pub queue_full_qos0: u64,
+    /// Dropped under [`DropReason::QueueFullOldest`].
+    pub queue_full_oldest: u64,
+    /// Dropped under [`DropReason::Expired`].
+    pub expired: u64,
+}
+
+impl DropCounters {
+    /// Counts one drop.
+    pub fn count(&mut self, reason: DropReason) {
+        match reason {
+            DropReason::QueueFullQos0 => self.queue_full_qos0 += 1,
+            DropReason::QueueFullOldest => self.queue_full_oldest += 1,
+            DropReason::Expired => self.expired += 1,
+        }
+    }
+
+    /// All drops, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.queue_full_qos0 + self.queue_full_oldest + self.expired
+    }
+}
+
+/// A message in the queue with its sequence number. Sequence numbers grow
+/// by one per message pushed and are never reused by one queue; they order
+/// the stored copies of QoS 1 and 2 messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// Position in the queue's history.
+    pub seq: u64,
+    /// The message.
+    pub message: Message,
+}
+
+/// What happened to a pushed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The sequence number of the pushed message; `None` if it was dropped.
+    pub seq: Option<u64>,
+    /// A message dropped to make room, or the pushed message itself.
+    pub dropped: Option<(Queued, DropReason)>,
+}
+
+/// A bounded FIFO of messages with the drop policy of the module docs.
+#[derive(Debug, Clone)]
+pub struct MessageQueue {
+    messages: VecDeque<Queued>,
+    capacity: usize,
+    next_seq: u64,
+    qos0_len: usize,
+    drops: DropCounters,
+}
+
+impl MessageQueue {
+    /// An empty queue holding at most `capacity` messages (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        Self::restore(capacity, Vec::new())
+    }
+
+    /// A queue holding stored `messages` (ordered by sequence number); new
+    /// messages get sequence numbers above theirs. Messages beyond
+    /// `capacity` stay until delivered: restoring never drops.
+    pub fn restore(capacity: usize, messages: Vec<Queued>) -> Self {
+        debug_assert!(messages.windows(2).all(|pair| pair[0].seq < pair[1].seq));
+        let next_seq = messages.last().map_or(0, |last| last.seq + 1);
+        let qos0_len = messages
+            .iter()
+            .filter(|queued| queued.message.qos() == QoS::AtMostOnce)
+            .count();
+        Self {
+            messages: messages.into(),
+            capacity: capacity.max(1),
+            next_seq,
+            qos0_len,
+            drops: DropCounters::default(),
+        }
+    }
+
+    /// Number of messages waiting.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// True when no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The most messages the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Drops counted so far.
+    pub fn drops(&self) -> DropCounters {
+        self.drops
+    }
+
+    /// The next message to deliver, without removing it.
+    pub fn front(&self) -> Option<&Queued> {
+        self.messages.front()
+    }
+
+    /// The waiting messages, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Queued> {
+        self.messages.iter()
+    }
+
+    /// Appends `message`, applying the drop policy when the queue is full.
+    pub fn push(&mut self, message: Message) -> Pushed {
+        let mut dropped = None;
+        if self.messages.len() >= self.capacity {
+            let victim = if self.qos0_len > 0 {
+                let index = self
+                    .messages
+                    .iter()
+                    .position(|queued| queued.message.qos() == QoS::AtMostOnce);
+                index.map(|index| (index, DropReason::QueueFullQos0))
+            } else if message.qos() == QoS::AtMostOnce {
+                let seq = self.take_seq();
+                self.drops.count(DropReason::QueueFullQos0);
+                return Pushed {
+                    seq: None,
+                    dropped: Some((Queued { seq, message }, DropReason::QueueFullQos0)),
+                };
+            } else {
+                Some((0, DropReason::QueueFullOldest))
+            };
+            if let Some((index, reason)) = victim
+                && let Some(queued) = self.remove_at(index)
+            {
+                self.drops.count(reason);
+                dropped = Some((queued, reason));
+            }
+        }
+        let seq = self.take_seq();
+        if message.qos() == QoS::AtMostOnce {
+            self.qos0_len += 1;
+        }
+        self.messages.push_back(Queued { seq, message });
+        Pushed {
+            seq: Some(seq),
+            dropped,
+        }
+    }
+
+    /// Removes and returns the next live message if `admit` accepts it.
+    /// Expired messages met at the front on the way are counted and
+    /// appended to `expired`.
+    pub fn pop(
+        &mut self,
+        now: Timestamp,
+        admit: impl FnOnce(&Message) -> bool,
+        expired: &mut Vec<Queued>,
+    ) -> Option<Queued> {
+        while self.front()?.message.is_expired(now) {
+            let queued = self.remove_at(0)?;
+            self.drops.count(DropReason::Expired);
+            expired.push(queued);
+        }
+        if !admit(&self.front()?.message) {
+            return None;
+        }
+        self.remove_at(0)
+    }
+
+    /// Puts back at the front a message just taken by [`MessageQueue::pop`].
+    pub fn unpop(&mut self, queued: Queued) {
+        debug_assert!(self.front().is_none_or(|front| front.seq > queued.seq));
+        if queued.message.qos() == QoS::AtMostOnce {
+            self.qos0_len += 1;
+        }
+        self.messages.push_front(queued);
+    }
+
+    /// Drops every expired message, wherever it is in the queue, counting
+    /// each; returns them so that their stored copies can be deleted.
+    pub fn remove_expired(&mut self, now: Timestamp) -> Vec<Queued> {
+        let mut expired = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.messages.len());
+        for queued in self.messages.drain(..) {
+            if queued.message.is_expired(now) {
+                expired.push(queued);
+            } else {
+                kept.push_back(queued);
+            }
+        }
+        self.messages = kept;
+        for queued in &expired {
+            self.drops.count(DropReason::Expired);
+            if queued.message.qos() == QoS::AtMostOnce {
+                self.qos0_len -= 1;
+            }
+        }
+        expired
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    fn remove_at(&mut self, index: usize) -> Option<Queued> {
+        let queued = self.messages.remove(index)?;
+        if queued.message.qos() == QoS::AtMostOnce {
+            self.qos0_len -= 1;
+        }
+        Some(queued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tern_codec::Publish;
+
+    use super::*;
+
+    fn message(qos: QoS, topic: &str, expires_at: Option<u64>) -> Message {
+        let mut publish = Publish::new(topic, "x");
+        publish.qos = qos;
+        Message::with_expiry(publish, expires_at.map(Timestamp::from_millis))
+    }
+
+    fn topics(queue: &MessageQueue) -> Vec<&str> {
+        queue.iter().map(|queued| queued.message.topic()).collect()
+    }
+
+    #[test]
+    fn full_queue_drops_the_oldest_qos0_message_first() {
+        let mut queue = MessageQueue::new(3);
+        queue.push(message(QoS::AtLeastOnce, "a", None));
+        queue.push(message(QoS::AtMostOnce, "b", None));
+        queue.push(message(QoS::AtMostOnce, "c", None));
+        let pushed = queue.push(message(QoS::AtLeastOnce, "d", None));
+        assert_eq!(pushed.seq, Some(3));
+        let (dropped, reason) = pushed.dropped.expect("a message was dropped");
+        assert_eq!(
+            (dropped.message.topic(), reason),
+            ("b", DropReason::QueueFullQos0)
+        );
+        assert_eq!(topics(&queue), ["a", "c", "d"]);
+        queue.push(message(QoS::ExactlyOnce, "e", None));
+        assert_eq!(topics(&queue), ["a", "d", "e"]);
+        assert_eq!(queue.drops().queue_full_qos0, 2);
+        assert_eq!(queue.drops().queue_full_oldest, 0);
+    }
+
+    #[test]
+    fn arriving_qos0_message_is_refused_when_full_of_qos1() {
+        let mut queue = MessageQueue::new(2);
+        queue.push(message(QoS::AtLeastOnce, "a", None));
+        queue.push(message(QoS::AtLeastOnce, "b", None));
+        let pushed = queue.push(message(QoS::AtMostOnce, "c", None));
+        assert_eq!(pushed.seq, None);
+        assert_eq!(
+            pushed.dropped.map(|(queued, reason)| (queued.seq, reason)),
+            Some((2, DropReason::QueueFullQos0))
+        );
+        assert_eq!(topics(&queue), ["a", "b"]);
+    }
+
+    #[test]
+    fn full_queue_of_qos1_drops_the_oldest() {
+        let mut queue = MessageQueue::new(2);
+        for topic in ["a", "b", "c", "d"] {
+            queue.push(message(QoS::AtLeastOnce, topic, None));
+        }
+        assert_eq!(topics(&queue), ["c", "d"]);
+        assert_eq!(queue.drops().queue_full_oldest, 2);
+        assert_eq!(queue.drops().total(), 2);
+        assert_eq!(queue.len(), queue.capacity());
+    }
+
+    #[test]
+    fn expired_messages_are_dropped_when_dequeued() {
+        let mut queue = MessageQueue::new(10);
+        queue.push(message(QoS::AtLeastOnce, "old", Some(100)));
+        queue.push(message(QoS::AtMostOnce, "old0", Some(150)));
+        queue.push(message(QoS::AtLeastOnce, "live", Some(1_000)));
+        let mut expired = Vec::new();
+        let next = queue.pop(Timestamp::from_millis(200), |_| true, &mut expired);
+        assert_eq!(next.map(|queued| queued.seq), Some(2));
+        assert_eq!(expired.iter().map(|q| q.seq).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(queue.drops().expired, 2);
+        assert!(queue.is_empty());
+        assert_eq!(
+            queue.pop(Timestamp::from_millis(200), |_| true, &mut expired),
+            None
+        );
+    }
+
+    #[test]
+    fn pop_leaves_a_message_the_caller_cannot_take() {
+        let mut queue = MessageQueue::new(10);
+        queue.push(message(QoS::AtLeastOnce, "dead", Some(1)));
+        queue.push(message(QoS::AtLeastOnce, "live", None));
+        let mut expired = Vec::new();
+        let now = Timestamp::from_millis(10);
+        assert_eq!(queue.pop(now, |_| false, &mut expired), None);
+        assert_eq!(expired.len(), 1, "the expired front was dropped anyway");
+        assert_eq!(topics(&queue), ["live"]);
+        let taken = queue
+            .pop(now, |_| true, &mut expired)
+            .expect("a live message");
+        queue.unpop(taken);
+        assert_eq!(topics(&queue), ["live"]);
+    }
+
+    #[test]
+    fn remove_expired_reaches_past_the_front() {
+        let mut queue = MessageQueue::new(10);
+        queue.push(message(QoS::AtLeastOnce, "live", None));
+        queue.push(message(QoS::AtMostOnce, "dead", Some(5)));
+        let expired = queue.remove_expired(Timestamp::from_millis(5));
+        assert_eq!(expired.len(), 1);
+        assert_eq!(topics(&queue), ["live"]);
+        // The QoS 0 count followed the removal: a full queue now drops the
+        // oldest QoS 1 message.
+        let mut queue = MessageQueue::restore(1, queue.iter().cloned().collect());
+        let pushed = queue.push(message(QoS::AtLeastOnce, "next", None));
+        assert_eq!(
+            pushed.dropped.map(|(_, reason)| reason),
+            Some(DropReason::QueueFullOldest)
+        );
+    }
+
+    #[test]
+    fn restored_queue_continues_sequence_numbers() {
+        let stored = vec![
+            Queued {
+                seq: 41,
+                message: message(QoS::AtLeastOnce, "a", None),
+            },
+            Queued {
+                seq: 44,
+                message: message(QoS::AtLeastOnce, "b", None),
+            },
+        ];
+        let mut queue = MessageQueue::restore(10, stored);
+        assert_eq!(
+            queue.push(message(QoS::AtLeastOnce, "c", None)).seq,
+            Some(45)
+        );
+    }
+}
