@@ -118,7 +118,11 @@ impl Publish {
             layout.remaining += 2;
         }
         if version.is_v5() {
-            layout.properties = checked_body_len(self.properties())?;
+            // Most messages have no properties: skip the property walk.
+            layout.properties = match &self.properties {
+                None => 0,
+                Some(properties) => checked_body_len(&**properties)?,
+            };
             layout.remaining += section_len(layout.properties);
         }
         Ok(layout)
@@ -130,7 +134,10 @@ impl Publish {
             dst.put_u16(packet_id.get());
         }
         if version.is_v5() {
-            write_properties(self.properties(), layout.properties, dst);
+            match &self.properties {
+                None => dst.put_u8(0),
+                Some(properties) => write_properties(&**properties, layout.properties, dst),
+            }
         }
         dst.put_slice(&self.payload);
     }
