@@ -1,0 +1,72 @@
+//! `tern`: the command-line entry point of Tern, a clustered MQTT broker.
+//!
+//! This file only parses the command line and dispatches to one module per
+//! subcommand. `tern pub` and `tern sub` are MQTT clients in the manner of
+//! `mosquitto_pub` and `mosquitto_sub`, built on `tern-client`, the one
+//! client implementation that the benchmark tool and the end-to-end tests
+//! use too. Errors become `anyhow` errors here, at the edge, and are printed
+//! with what went wrong and what to do about it.
+
+mod connection;
+mod format;
+mod properties;
+mod publish;
+mod subscribe;
+mod trace;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tern, a clustered MQTT broker, and its command-line clients.
+#[derive(Debug, Parser)]
+#[command(name = "tern", version, propagate_version = false)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish messages to a broker, like mosquitto_pub.
+    Pub(publish::PubArgs),
+    /// Subscribe to topics and print the messages, like mosquitto_sub.
+    Sub(subscribe::SubArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Pub(args) => run_client(publish::run(args)),
+        Command::Sub(args) => run_client(subscribe::run(args)),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tern: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a client subcommand on a single-threaded runtime: a client has one
+/// connection and needs no more.
+fn run_client(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| anyhow::anyhow!("could not start the async runtime: {error}"))?;
+    runtime.block_on(command)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
