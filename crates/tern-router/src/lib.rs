@@ -50,7 +50,7 @@
 //! takes the read lock and runs in parallel on every core; the only state
 //! readers change (a group's round-robin counter, the random generator) is
 //! atomic. Writes take the write lock for one filter's walk (about a
-//! microsecond at 1M subscriptions, see PERFORMANCE.md; re-subscribing
+//! microsecond at 1M subscriptions, see docs/performance.md; re-subscribing
 //! costs a walk of that subscriber's own subscriptions), and std's futex
 //! lock makes new readers wait behind a waiting writer, so writers are not
 //! starved.
@@ -66,7 +66,7 @@
 //! The read lock costs one atomic read-modify-write on a shared cache line
 //! per match, against 1–2 µs of cache misses for a match at a million
 //! subscriptions. Measured at 1M subscriptions on the project's 2-core
-//! machine (PERFORMANCE.md): the on-CPU time per match is the same with one
+//! machine (docs/performance.md): the on-CPU time per match is the same with one
 //! reader, two readers, or two readers and a writer doing ~6k subscribe and
 //! unsubscribe pairs a second, and two readers together matched 1.44 M
 //! topics a second. If the lock ever dominates, the next step is batching
@@ -80,7 +80,7 @@
 //! are stored inline. An exact subscription such as
 //! `devices/{id}/telemetry` costs two 40-byte nodes, two 6-byte edge slots,
 //! one 32-byte record and one entry in the subscriber map: 178 bytes per
-//! subscription measured at 1M (PERFORMANCE.md), 230 with 36-byte ids.
+//! subscription measured at 1M (docs/performance.md), 230 with 36-byte ids.
 
 mod edges;
 mod level;
