@@ -1,7 +1,8 @@
 //! `tern`: the command-line entry point of Tern, a clustered MQTT broker.
 //!
 //! This file only parses the command line and dispatches to one module per
-//! subcommand. `tern pub` and `tern sub` are MQTT clients in the manner of
+//! subcommand. `tern serve` runs a broker node (tern-broker). `tern pub`
+//! and `tern sub` are MQTT clients in the manner of
 //! `mosquitto_pub` and `mosquitto_sub`, built on `tern-client`, the one
 //! client implementation that the benchmark tool and the end-to-end tests
 //! use too. Errors become `anyhow` errors here, at the edge, and are printed
@@ -11,6 +12,7 @@ mod connection;
 mod format;
 mod properties;
 mod publish;
+mod serve;
 mod subscribe;
 mod trace;
 
@@ -28,6 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a broker node (single node; data in ./tern-data by default).
+    Serve(serve::ServeArgs),
     /// Publish messages to a broker, like mosquitto_pub.
     Pub(publish::PubArgs),
     /// Subscribe to topics and print the messages, like mosquitto_sub.
@@ -37,6 +41,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Pub(args) => run_client(publish::run(args)),
         Command::Sub(args) => run_client(subscribe::run(args)),
     };

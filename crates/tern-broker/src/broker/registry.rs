@@ -1,0 +1,182 @@
+//! The session registry: every live session, by client identifier (for
+//! CONNECT) and by [`SessionKey`] (for routing), each in a [`SessionCell`].
+//!
+//! Ownership and locks:
+//! - the registry's maps own the cells; a connection task and routing
+//!   hold `Arc`s to them only while working;
+//! - `SessionCell::session` (a `std::sync::Mutex`) is held for short,
+//!   synchronous sections: a protocol step, an enqueue. Whoever changes a
+//!   session drains its changes (`Session::take_changes`) and submits them
+//!   to the store *under that lock*, so the store sees each session's
+//!   operations in the order they happened;
+//! - `SessionCell::attachment` (a `tokio::sync::Mutex`) serialises who is
+//!   attached: a CONNECT taking the session over, the connection ending,
+//!   housekeeping removing an expired session. It is held across the wait
+//!   for a taken-over connection to finish, never across socket I/O;
+//! - lock order: registry maps, then attachment, then session.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use tern_codec::ByteString;
+use tern_session::Session;
+use tokio::sync::{Notify, oneshot};
+
+/// The router's name for a session: small, copyable, never reused while
+/// the broker runs.
+pub(crate) type SessionKey = u64;
+
+/// The connection attached to a session, as another connection taking
+/// the session over sees it.
+#[derive(Debug)]
+pub(crate) struct Attachment {
+    /// The attached connection.
+    pub connection_id: u64,
+    /// Sending on it asks the connection to end (takeover).
+    pub kick: Option<oneshot::Sender<()>>,
+    /// Completes (the sender is dropped) once the connection is done with
+    /// the session.
+    pub done: Option<oneshot::Receiver<()>>,
+}
+
+/// One session and what its connection needs; see the module docs.
+#[derive(Debug)]
+pub(crate) struct SessionCell {
+    /// The session's key in the router.
+    pub key: SessionKey,
+    /// The client identifier.
+    pub client_id: ByteString,
+    session: Mutex<Session>,
+    /// Wakes the attached connection: messages were queued.
+    pub notify: Notify,
+    /// The connection attached, if any.
+    pub attachment: tokio::sync::Mutex<Option<Attachment>>,
+    /// The connection attached (0: none), set with `attachment`, readable
+    /// without its lock.
+    attached_to: AtomicU64,
+    /// Set (under the attachment lock) once the cell left the registry.
+    removed: AtomicBool,
+}
+
+impl SessionCell {
+    fn new(key: SessionKey, session: Session) -> Self {
+        Self {
+            key,
+            client_id: session.client_id().clone(),
+            session: Mutex::new(session),
+            notify: Notify::new(),
+            attachment: tokio::sync::Mutex::new(None),
+            attached_to: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
+        }
+    }
+
+    /// The session, for one short synchronous section. A panic while the
+    /// lock was held would be a bug; the poison flag is ignored rather
+    /// than turned into a panic of every later user.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records which connection is attached (0: none). Call with the
+    /// attachment lock held.
+    pub(crate) fn set_attached(&self, connection_id: u64) {
+        self.attached_to.store(connection_id, Ordering::Release);
+    }
+
+    /// True while `connection_id` is the attached connection. A connection
+    /// that is no longer attached (taken over) must not touch the session.
+    pub(crate) fn is_attached_to(&self, connection_id: u64) -> bool {
+        self.attached_to.load(Ordering::Acquire) == connection_id
+    }
+
+    /// True once the cell left the registry: a connection must not attach.
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+}
+
+/// Sessions by client identifier and by key; see the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    by_client: Mutex<HashMap<ByteString, Arc<SessionCell>>>,
+    by_key: RwLock<HashMap<SessionKey, Arc<SessionCell>>>,
+    next_key: AtomicU64,
+}
+
+impl Registry {
+    /// The cell of `client_id`, created with `create()` if there is none.
+    /// True if it was created.
+    pub(crate) fn get_or_create(
+        &self,
+        client_id: &ByteString,
+        create: impl FnOnce() -> Session,
+    ) -> (Arc<SessionCell>, bool) {
+        let mut by_client = self
+            .by_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(cell) = by_client.get(client_id) {
+            return (Arc::clone(cell), false);
+        }
+        let cell = self.new_cell(create());
+        by_client.insert(client_id.clone(), Arc::clone(&cell));
+        (cell, true)
+    }
+
+    /// Adds a session loaded from the store.
+    pub(crate) fn insert(&self, session: Session) -> Arc<SessionCell> {
+        let mut by_client = self
+            .by_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cell = self.new_cell(session);
+        by_client.insert(cell.client_id.clone(), Arc::clone(&cell));
+        cell
+    }
+
+    fn new_cell(&self, session: Session) -> Arc<SessionCell> {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let cell = Arc::new(SessionCell::new(key, session));
+        self.by_key
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(&cell));
+        cell
+    }
+
+    /// The cell of a router key.
+    pub(crate) fn by_key(&self, key: SessionKey) -> Option<Arc<SessionCell>> {
+        let by_key = self.by_key.read().unwrap_or_else(PoisonError::into_inner);
+        by_key.get(&key).cloned()
+    }
+
+    /// Removes `cell`. Call with its attachment lock held, so that no
+    /// connection attaches to it meanwhile.
+    pub(crate) fn remove(&self, cell: &Arc<SessionCell>) {
+        let mut by_client = self
+            .by_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if by_client
+            .get(&cell.client_id)
+            .is_some_and(|current| Arc::ptr_eq(current, cell))
+        {
+            by_client.remove(&cell.client_id);
+        }
+        self.by_key
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&cell.key);
+        cell.removed.store(true, Ordering::Release);
+    }
+
+    /// Number of sessions.
+    pub(crate) fn len(&self) -> usize {
+        self.by_key
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}

@@ -1,0 +1,294 @@
+//! [`BrokerConfig`]: every setting of the broker, with its default, named as
+//! Mosquitto users know it, and [`BrokerConfig::validate`], which names the
+//! key at fault and the fix.
+//!
+//! The binary reads it from a file (TOML or any serde format) or builds it
+//! in code; unknown keys are refused so that a misspelt setting is not
+//! silently ignored.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use tern_codec::{MAX_PACKET_SIZE, QoS};
+use tern_session::Durability;
+use thiserror::Error;
+
+/// The smallest `max_packet_size` accepted: room for a CONNECT with a
+/// client identifier and a will.
+pub const MIN_PACKET_SIZE: u32 = 128;
+
+/// All settings of a broker. Every field has a default (see
+/// [`BrokerConfig::default`]); a serde source may set any subset of them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Addresses to accept MQTT connections on (plain TCP).
+    /// Default: `["0.0.0.0:1883"]`. Port 0 picks a free port (tests).
+    pub listeners: Vec<SocketAddr>,
+    /// Directory of the session store (sled). Default: `./tern-data`.
+    /// `None` (an empty string in a file) keeps sessions and retained
+    /// messages in memory only: nothing survives a restart.
+    #[serde(deserialize_with = "data_dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Largest packet accepted from a client, fixed header included, in
+    /// bytes; larger ones close the connection (MQTT 5: reason 0x95).
+    /// Announced to MQTT 5 clients as Maximum Packet Size.
+    /// Default: 1,048,576 (1 MiB); at most 268,435,460.
+    pub max_packet_size: u32,
+    /// Most outgoing QoS 1 and 2 messages in flight to one client at once
+    /// (further limited by an MQTT 5 client's Receive Maximum); also the
+    /// Receive Maximum announced to MQTT 5 clients. Default: 20.
+    pub max_inflight_messages: u16,
+    /// Most messages queued for one client (offline or slow) beyond those
+    /// in flight. When full, the oldest QoS 0 message is dropped first,
+    /// then the oldest message. Default: 1000.
+    pub max_queued_messages: usize,
+    /// Longest keep alive allowed, in seconds. An MQTT 5 client asking for
+    /// more (or for 0, when this is below 65,535) is told this value as
+    /// Server Keep Alive; an MQTT 3.1/3.1.1 client asking for more is
+    /// refused, as Mosquitto does. Default: 65,535.
+    pub max_keepalive: u16,
+    /// Whether clients may publish retained messages. Default: true.
+    pub retain_available: bool,
+    /// Highest QoS accepted from publishers and granted to subscribers
+    /// (0, 1 or 2). Default: 2.
+    pub max_qos: u8,
+    /// Whether a client may connect with an empty client identifier (the
+    /// broker then assigns one). Default: true.
+    pub allow_zero_length_clientid: bool,
+    /// Highest topic alias an MQTT 5 client may use towards the broker; 0
+    /// disables topic aliases. Default: 10.
+    pub max_topic_alias: u16,
+    /// Seconds between two publications of the `$SYS/broker/...` topics;
+    /// 0 disables them. Default: 10.
+    pub sys_interval: u64,
+    /// Longest session expiry interval granted, in seconds; a client asking
+    /// for more gets this (MQTT 5 clients are told). It also bounds the
+    /// persistent sessions of MQTT 3.1.1 clients (clean session 0), which
+    /// otherwise never expire. Default: none (no limit).
+    pub session_expiry_max: Option<u32>,
+    /// When a QoS 1/2 message is acknowledged to its publisher relative to
+    /// its storage in persistent sessions. Default: `flush`.
+    pub durability: DurabilityConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listeners: vec![SocketAddr::from(([0, 0, 0, 0], 1883))],
+            data_dir: Some(PathBuf::from("./tern-data")),
+            max_packet_size: 1024 * 1024,
+            max_inflight_messages: 20,
+            max_queued_messages: 1000,
+            max_keepalive: u16::MAX,
+            retain_available: true,
+            max_qos: 2,
+            allow_zero_length_clientid: true,
+            max_topic_alias: 10,
+            sys_interval: 10,
+            session_expiry_max: None,
+            durability: DurabilityConfig::Flush,
+        }
+    }
+}
+
+/// How durable a message is when its publisher gets PUBACK or PUBREC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum DurabilityConfig {
+    /// Acknowledge once the message is on disk in every matching persistent
+    /// session (writes waiting together share one flush). The default.
+    #[default]
+    Flush,
+    /// Acknowledge once stored in memory; flush at most this many
+    /// milliseconds later. A crash loses up to that much. In a file:
+    /// `durability = { periodic_ms = 100 }`.
+    #[serde(rename = "periodic_ms")]
+    PeriodicMs(u64),
+    /// Acknowledge once stored in memory; flush only at shutdown. For tests
+    /// and benchmarks.
+    None,
+}
+
+impl DurabilityConfig {
+    /// The session store's setting.
+    pub fn to_store(self) -> Durability {
+        match self {
+            Self::Flush => Durability::Flush,
+            Self::PeriodicMs(millis) => Durability::Periodic(Duration::from_millis(millis)),
+            Self::None => Durability::None,
+        }
+    }
+}
+
+fn data_dir<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PathBuf>, D::Error> {
+    let path: Option<PathBuf> = Option::deserialize(deserializer)?;
+    Ok(path.filter(|path| !path.as_os_str().is_empty()))
+}
+
+/// A setting that cannot work, with the key and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// No address to listen on.
+    #[error("listeners is empty: add at least one address, such as \"0.0.0.0:1883\"")]
+    NoListeners,
+    /// The same address twice.
+    #[error("listeners names {0} twice: remove the duplicate")]
+    DuplicateListener(SocketAddr),
+    /// Packet size limit out of range.
+    #[error(
+        "max_packet_size is {0}: set it between {MIN_PACKET_SIZE} and {MAX_PACKET_SIZE} bytes \
+         (the MQTT maximum)"
+    )]
+    MaxPacketSize(u32),
+    /// No message could ever be in flight.
+    #[error("max_inflight_messages is 0: set it to at least 1 (Mosquitto's default is 20)")]
+    MaxInflightMessages,
+    /// No message could ever be queued.
+    #[error("max_queued_messages is 0: set it to at least 1 (the default is 1000)")]
+    MaxQueuedMessages,
+    /// Keep alive of 0 would close every connection.
+    #[error("max_keepalive is 0: set it between 1 and 65535 seconds")]
+    MaxKeepalive,
+    /// QoS above 2.
+    #[error("max_qos is {0}: MQTT has QoS 0, 1 and 2 only; set it to one of them")]
+    MaxQos(u8),
+    /// Periodic flush without a period.
+    #[error(
+        "durability.periodic_ms is 0: give the flush period in milliseconds (for example 100), \
+         or use durability = \"none\""
+    )]
+    PeriodicDurability,
+}
+
+impl BrokerConfig {
+    /// Checks every setting; the first one that cannot work is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(ConfigError::NoListeners);
+        }
+        for (index, address) in self.listeners.iter().enumerate() {
+            let is_duplicate = self.listeners[..index].contains(address) && address.port() != 0;
+            if is_duplicate {
+                return Err(ConfigError::DuplicateListener(*address));
+            }
+        }
+        if !(MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&self.max_packet_size) {
+            return Err(ConfigError::MaxPacketSize(self.max_packet_size));
+        }
+        if self.max_inflight_messages == 0 {
+            return Err(ConfigError::MaxInflightMessages);
+        }
+        if self.max_queued_messages == 0 {
+            return Err(ConfigError::MaxQueuedMessages);
+        }
+        if self.max_keepalive == 0 {
+            return Err(ConfigError::MaxKeepalive);
+        }
+        if self.max_qos > 2 {
+            return Err(ConfigError::MaxQos(self.max_qos));
+        }
+        if self.durability == DurabilityConfig::PeriodicMs(0) {
+            return Err(ConfigError::PeriodicDurability);
+        }
+        Ok(())
+    }
+
+    /// `max_qos` as a [`QoS`] (after [`BrokerConfig::validate`]; above 2
+    /// reads as 2).
+    pub fn max_qos(&self) -> QoS {
+        match self.max_qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        }
+    }
+
+    /// A configuration for tests: one listener on `127.0.0.1:0`, sessions
+    /// in memory, `$SYS` off.
+    pub fn for_tests() -> Self {
+        Self {
+            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            data_dir: None,
+            sys_interval: 0,
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<BrokerConfig, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let config = BrokerConfig::default();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.listeners[0].port(), 1883);
+        assert_eq!(config.data_dir, Some(PathBuf::from("./tern-data")));
+        assert_eq!(config.max_qos(), QoS::ExactlyOnce);
+        assert_eq!(parse("{}").unwrap(), config);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = parse(r#"{"max_packet_sise": 10}"#).unwrap_err();
+        assert!(error.to_string().contains("max_packet_sise"), "{error}");
+    }
+
+    #[test]
+    fn empty_data_dir_means_in_memory() {
+        assert_eq!(parse(r#"{"data_dir": ""}"#).unwrap().data_dir, None);
+        assert_eq!(parse(r#"{"data_dir": null}"#).unwrap().data_dir, None);
+        let config = parse(r#"{"data_dir": "/var/lib/tern"}"#).unwrap();
+        assert_eq!(config.data_dir, Some(PathBuf::from("/var/lib/tern")));
+    }
+
+    #[test]
+    fn durability_forms() {
+        assert_eq!(
+            parse(r#"{"durability": "none"}"#).unwrap().durability,
+            DurabilityConfig::None
+        );
+        let config = parse(r#"{"durability": {"periodic_ms": 100}}"#).unwrap();
+        assert_eq!(
+            config.durability.to_store(),
+            Durability::Periodic(Duration::from_millis(100))
+        );
+    }
+
+    #[test]
+    fn validation_names_the_key_and_the_fix() {
+        type Breaker = fn(&mut BrokerConfig);
+        let cases: [(Breaker, &str); 7] = [
+            (|c| c.listeners.clear(), "listeners"),
+            (|c| c.max_packet_size = 10, "max_packet_size"),
+            (|c| c.max_inflight_messages = 0, "max_inflight_messages"),
+            (|c| c.max_queued_messages = 0, "max_queued_messages"),
+            (|c| c.max_keepalive = 0, "max_keepalive"),
+            (|c| c.max_qos = 3, "max_qos"),
+            (
+                |c| c.durability = DurabilityConfig::PeriodicMs(0),
+                "durability",
+            ),
+        ];
+        for (break_it, key) in cases {
+            let mut config = BrokerConfig::default();
+            break_it(&mut config);
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.starts_with(key), "{message}");
+        }
+        let mut config = BrokerConfig::default();
+        config.listeners.push(config.listeners[0]);
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::DuplicateListener(_))
+        ));
+    }
+}

@@ -1,0 +1,42 @@
+//! Why the broker could not start, or stopped badly. Each message says
+//! what was wrong and what to do.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tern_session::StoreError;
+use thiserror::Error;
+
+use crate::config::ConfigError;
+
+/// A failure to start or to shut down the broker. Errors caused by one
+/// client never appear here: they close that client's connection only.
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    /// A setting cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The session store could not be opened, read or closed.
+    #[error("session store: {0}")]
+    Store(#[from] StoreError),
+    /// A listener address could not be bound.
+    #[error(
+        "cannot listen on {address}: {source}; check that no other program uses this port and \
+         that this user may bind it (ports below 1024 need privileges), or change `listeners`"
+    )]
+    Bind {
+        /// The address in the configuration.
+        address: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A broker task panicked or could not be joined.
+    #[error("the broker task {task} failed: {detail}; this is a bug, please report it")]
+    Task {
+        /// Which task.
+        task: &'static str,
+        /// What the runtime reported.
+        detail: String,
+    },
+}

@@ -1,0 +1,98 @@
+//! Counters of the whole broker: messages and bytes in and out, connected
+//! clients, and messages dropped by reason. Connection tasks and routing
+//! add to them with relaxed atomics; `$SYS` and [`crate::Server::metrics`]
+//! read them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tern_session::DropCounters;
+
+/// The broker's counters; see the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub messages_received: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub clients_connected: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub dropped_expired: AtomicU64,
+    pub dropped_too_large: AtomicU64,
+}
+
+/// Adds `amount` to `counter`.
+pub(crate) fn add(counter: &AtomicU64, amount: u64) {
+    if amount > 0 {
+        counter.fetch_add(amount, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Counts the drops a session made between two readings of its
+    /// counters.
+    pub(crate) fn count_drops(&self, before: DropCounters, after: DropCounters) {
+        let queue_full = (after.queue_full_qos0 + after.queue_full_oldest)
+            .saturating_sub(before.queue_full_qos0 + before.queue_full_oldest);
+        add(&self.dropped_queue_full, queue_full);
+        add(
+            &self.dropped_expired,
+            after.expired.saturating_sub(before.expired),
+        );
+    }
+
+    /// One client more (`true`) or less (`false`) is connected.
+    pub(crate) fn client_connected(&self, connected: bool) {
+        if connected {
+            self.clients_connected.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = self.clients_connected.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |count| Some(count.saturating_sub(1)),
+            );
+        }
+    }
+
+    /// A consistent-enough copy for reporting.
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            messages_received: read(&self.messages_received),
+            messages_sent: read(&self.messages_sent),
+            bytes_received: read(&self.bytes_received),
+            bytes_sent: read(&self.bytes_sent),
+            clients_connected: read(&self.clients_connected),
+            dropped_queue_full: read(&self.dropped_queue_full),
+            dropped_expired: read(&self.dropped_expired),
+            dropped_too_large: read(&self.dropped_too_large),
+        }
+    }
+}
+
+/// The broker's counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsSnapshot {
+    /// PUBLISH packets received from clients.
+    pub messages_received: u64,
+    /// PUBLISH packets sent to clients.
+    pub messages_sent: u64,
+    /// Bytes read from client sockets.
+    pub bytes_received: u64,
+    /// Bytes written to client sockets.
+    pub bytes_sent: u64,
+    /// Clients connected now.
+    pub clients_connected: u64,
+    /// Messages dropped because a client's queue was full.
+    pub dropped_queue_full: u64,
+    /// Messages dropped because they expired before delivery.
+    pub dropped_expired: u64,
+    /// Messages dropped because they exceeded a client's Maximum Packet Size.
+    pub dropped_too_large: u64,
+}
+
+impl MetricsSnapshot {
+    /// Every message dropped, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full + self.dropped_expired + self.dropped_too_large
+    }
+}

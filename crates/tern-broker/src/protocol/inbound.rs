@@ -1,0 +1,192 @@
+//! PUBLISH from the client: topic aliases, the broker's limits, the QoS 1
+//! and QoS 2 handshakes, and the acknowledgements sent once a message is
+//! stored.
+//!
+//! QoS 2 is exactly once: the packet identifier is recorded in the session
+//! when the PUBLISH arrives and released by PUBREL; a PUBLISH whose
+//! identifier is still recorded is a redelivery, acknowledged again but not
+//! routed again.
+
+use tern_codec::{Ack, Packet, Publish, QoS, ReasonCode};
+use tern_session::{Message, Session};
+
+use super::connect::is_reserved_topic;
+use super::{Action, InboundAck, Now, Protocol, RouteOutcome};
+
+impl Protocol {
+    /// The PUBACK (QoS 1) or PUBREC (QoS 2) for `ack`. An error carries
+    /// `detail` as its reason string unless the client asked for no
+    /// problem information (MQTT 5 §3.1.2.11.7).
+    fn ack_packet(&self, ack: InboundAck, reason: ReasonCode, detail: &str) -> Packet {
+        let mut body = Ack::with_reason(ack.packet_id, reason);
+        if self.client.problem_information && !detail.is_empty() {
+            body.properties.reason_string = Some(detail.into());
+        }
+        match ack.qos {
+            QoS::ExactlyOnce => Packet::PubRec(body),
+            QoS::AtMostOnce | QoS::AtLeastOnce => Packet::PubAck(body),
+        }
+    }
+
+    /// A PUBLISH from the client.
+    pub(super) fn on_publish(
+        &mut self,
+        mut publish: Publish,
+        session: &mut Session,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        if let Err((reason, detail)) = self.resolve_alias(&mut publish) {
+            return self.fail(reason, detail, session, now, out);
+        }
+        if publish.qos > self.settings.max_qos {
+            let detail = "QoS above the Maximum QoS";
+            return self.fail(ReasonCode::QoSNotSupported, detail, session, now, out);
+        }
+        if publish.retain && !self.settings.retain_available {
+            let detail = "retained messages are disabled";
+            return self.fail(ReasonCode::RetainNotSupported, detail, session, now, out);
+        }
+        let ack = publish.packet_id.map(|packet_id| InboundAck {
+            packet_id,
+            qos: publish.qos,
+        });
+        if let Some(ack) = ack {
+            let duplicate =
+                ack.qos == QoS::ExactlyOnce && session.incoming_qos2().contains(&ack.packet_id);
+            let outstanding = self.unacked_qos1 + session.incoming_qos2().len();
+            if self.version.is_v5()
+                && !duplicate
+                && outstanding >= usize::from(self.settings.receive_maximum)
+            {
+                let detail = "more unacknowledged QoS 1 and 2 messages than the Receive Maximum";
+                return self.fail(
+                    ReasonCode::ReceiveMaximumExceeded,
+                    detail,
+                    session,
+                    now,
+                    out,
+                );
+            }
+        }
+        if is_reserved_topic(&publish.topic) {
+            return self.refuse_reserved(ack, session, out);
+        }
+        let message = Message::new(publish, now.wall);
+        match ack {
+            None => out.push(Action::Route { message, ack: None }),
+            Some(ack) if ack.qos == QoS::AtLeastOnce => {
+                self.unacked_qos1 += 1;
+                out.push(Action::Route {
+                    message,
+                    ack: Some(ack),
+                });
+            }
+            Some(ack) if session.receive_qos2(ack.packet_id) => out.push(Action::Route {
+                message,
+                ack: Some(ack),
+            }),
+            // A redelivery of a QoS 2 message not yet released.
+            Some(ack) => out.push(Action::AckInOrder(ack)),
+        }
+    }
+
+    /// Replaces an alias by its topic, or records a new alias (MQTT 5
+    /// §3.3.2.3.4).
+    fn resolve_alias(&mut self, publish: &mut Publish) -> Result<(), (ReasonCode, &'static str)> {
+        let Some(alias) = publish.properties().topic_alias else {
+            return Ok(());
+        };
+        let slot = usize::from(alias)
+            .checked_sub(1)
+            .and_then(|index| self.aliases.get_mut(index))
+            .ok_or((
+                ReasonCode::TopicAliasInvalid,
+                "topic alias above the Topic Alias Maximum",
+            ))?;
+        if publish.topic.is_empty() {
+            publish.topic = slot.clone().ok_or((
+                ReasonCode::ProtocolError,
+                "empty topic with a topic alias that was never set",
+            ))?;
+        } else {
+            *slot = Some(publish.topic.clone());
+        }
+        Ok(())
+    }
+
+    /// A PUBLISH to `$SYS`: not routed. MQTT 5 clients are told (0x87);
+    /// older ones cannot be, and are acknowledged as Mosquitto does.
+    fn refuse_reserved(
+        &mut self,
+        ack: Option<InboundAck>,
+        session: &mut Session,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(ack) = ack else {
+            return;
+        };
+        if self.version.is_v5() {
+            let detail = "$SYS topics are published by the broker only";
+            let refusal = self.ack_packet(ack, ReasonCode::NotAuthorized, detail);
+            out.push(Action::Send(refusal));
+            return;
+        }
+        if ack.qos == QoS::ExactlyOnce {
+            // So that the PUBREL that follows finds the identifier.
+            session.receive_qos2(ack.packet_id);
+        }
+        out.push(Action::Send(self.ack_packet(ack, ReasonCode::Success, "")));
+    }
+
+    /// A routed message is stored: acknowledge it.
+    pub(super) fn on_routed(
+        &mut self,
+        ack: InboundAck,
+        outcome: RouteOutcome,
+        session: &mut Session,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        if ack.qos == QoS::AtLeastOnce {
+            self.unacked_qos1 = self.unacked_qos1.saturating_sub(1);
+        }
+        let (reason, detail) = match outcome {
+            RouteOutcome::Delivered => (ReasonCode::Success, ""),
+            RouteOutcome::NoSubscribers => (ReasonCode::NoMatchingSubscribers, ""),
+            RouteOutcome::StoreFailed if !self.version.is_v5() => {
+                // No way to say it before MQTT 5: close without
+                // acknowledging, so that the client publishes again.
+                let detail = "the session store failed";
+                return self.fail(
+                    ReasonCode::ImplementationSpecificError,
+                    detail,
+                    session,
+                    now,
+                    out,
+                );
+            }
+            RouteOutcome::StoreFailed => {
+                if ack.qos == QoS::ExactlyOnce {
+                    session.release_qos2(ack.packet_id);
+                }
+                (
+                    ReasonCode::ImplementationSpecificError,
+                    "the session store failed; publish again later",
+                )
+            }
+        };
+        out.push(Action::Send(self.ack_packet(ack, reason, detail)));
+    }
+
+    /// PUBREL: the client releases a QoS 2 message; answer PUBCOMP.
+    pub(super) fn on_pubrel(&mut self, ack: Ack, session: &mut Session, out: &mut Vec<Action>) {
+        let reason = if session.release_qos2(ack.packet_id) {
+            ReasonCode::Success
+        } else {
+            ReasonCode::PacketIdentifierNotFound
+        };
+        let pubcomp = Ack::with_reason(ack.packet_id, reason);
+        out.push(Action::Send(Packet::PubComp(pubcomp)));
+    }
+}

@@ -1,0 +1,123 @@
+//! Messages to the client: delivery from the session's queue within the
+//! in-flight window (the client's Receive Maximum), the client's
+//! Maximum Packet Size, and the client's PUBACK, PUBREC and PUBCOMP.
+
+use tern_codec::{Ack, MAX_PACKET_SIZE, Packet, QoS, ReasonCode};
+use tern_session::{AckOutcome, Acknowledgement, InFlightState, Session, SessionError};
+
+use super::{Action, Now, OutboundDrop, Protocol};
+
+impl Protocol {
+    /// Sends queued messages while the in-flight window has room, at most
+    /// `deliveries_per_turn` of them.
+    pub(super) fn deliver(&mut self, session: &mut Session, now: Now, out: &mut Vec<Action>) {
+        for _ in 0..self.settings.deliveries_per_turn {
+            let Some(publish) = session.next_delivery(now.wall) else {
+                return;
+            };
+            let packet = Packet::Publish(publish);
+            if self.fits_client(&packet) {
+                out.push(Action::Send(packet));
+                continue;
+            }
+            // Too large for this client: drop it for this client only, and
+            // end its exchange so the packet identifier is free again.
+            if let Packet::Publish(publish) = &packet
+                && let Some(packet_id) = publish.packet_id
+            {
+                let ack = match publish.qos {
+                    QoS::ExactlyOnce => Acknowledgement::PubRecError,
+                    QoS::AtMostOnce | QoS::AtLeastOnce => Acknowledgement::PubAck,
+                };
+                let _completed = session.acknowledge(packet_id, ack);
+            }
+            out.push(Action::Dropped(OutboundDrop::PacketTooLarge));
+        }
+        let more = session.queue().front().is_some_and(|front| {
+            session.in_flight().has_room() || front.message.qos() == QoS::AtMostOnce
+        });
+        if more {
+            out.push(Action::ContinueDelivery);
+        }
+    }
+
+    /// Whether `packet` is within the client's Maximum Packet Size.
+    fn fits_client(&self, packet: &Packet) -> bool {
+        let max = self.client.maximum_packet_size;
+        max >= MAX_PACKET_SIZE
+            || packet
+                .encoded_len(self.version)
+                .is_ok_and(|len| len <= max as usize)
+    }
+
+    /// PUBACK: a QoS 1 delivery is complete.
+    pub(super) fn on_puback(
+        &mut self,
+        ack: Ack,
+        session: &mut Session,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        self.complete(ack, Acknowledgement::PubAck, session, now, out);
+    }
+
+    /// PUBCOMP: a QoS 2 delivery is complete.
+    pub(super) fn on_pubcomp(
+        &mut self,
+        ack: Ack,
+        session: &mut Session,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        self.complete(ack, Acknowledgement::PubComp, session, now, out);
+    }
+
+    /// PUBREC: answer PUBREL, or end the exchange on an error code.
+    pub(super) fn on_pubrec(
+        &mut self,
+        ack: Ack,
+        session: &mut Session,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        if !ack.reason_code.is_success() {
+            return self.complete(ack, Acknowledgement::PubRecError, session, now, out);
+        }
+        let packet_id = ack.packet_id;
+        let pubrel = |reason| Action::Send(Packet::PubRel(Ack::with_reason(packet_id, reason)));
+        match session.acknowledge(packet_id, Acknowledgement::PubRec) {
+            Ok(_) => out.push(pubrel(ReasonCode::Success)),
+            Err(SessionError::PacketIdNotFound { .. }) => {
+                out.push(pubrel(ReasonCode::PacketIdentifierNotFound));
+            }
+            // A PUBREC sent again: send PUBREL again.
+            Err(SessionError::UnexpectedAck {
+                state: InFlightState::AwaitingPubComp,
+                ..
+            }) => out.push(pubrel(ReasonCode::Success)),
+            Err(error) => self.fail(error.reason_code(), &error.to_string(), session, now, out),
+        }
+    }
+
+    /// Applies an acknowledgement that ends an exchange, then delivers
+    /// into the room it made.
+    fn complete(
+        &mut self,
+        ack: Ack,
+        acknowledgement: Acknowledgement,
+        session: &mut Session,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        match session.acknowledge(ack.packet_id, acknowledgement) {
+            Ok(AckOutcome::Completed) => self.deliver(session, now, out),
+            Ok(AckOutcome::SendPubRel) => {
+                debug_assert!(false, "{acknowledgement:?} never asks for PUBREL");
+            }
+            // An acknowledgement of nothing in flight is ignored, as
+            // after a resend both copies may be acknowledged.
+            Err(SessionError::PacketIdNotFound { .. }) => {}
+            Err(error) => self.fail(error.reason_code(), &error.to_string(), session, now, out),
+        }
+    }
+}

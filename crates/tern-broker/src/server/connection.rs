@@ -1,0 +1,449 @@
+//! The task of one client connection. It only moves bytes and carries out
+//! what the protocol asks: it reads into a `BytesMut`, decodes packets
+//! (refusing oversized ones from their header), feeds them to the
+//! [`Protocol`] with the session locked, performs the resulting actions,
+//! and writes everything one turn produced with a single `write_all`.
+//!
+//! It waits, in one `select!` of cancel-safe futures, for: bytes from the
+//! socket, messages queued in its session, acknowledgements whose store
+//! writes completed, a keep-alive or CONNECT deadline, a takeover by
+//! another connection, and the server's shutdown.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures::FutureExt;
+use tern_codec::{Decoder, Packet, ProtocolVersion};
+use tern_router::Matches;
+use tern_session::Pending;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
+
+use super::acks::AckQueue;
+use crate::broker::registry::{Attachment, SessionCell, SessionKey};
+use crate::broker::{Broker, stopped, wall_clock};
+use crate::metrics::add;
+use crate::protocol::{
+    Action, InboundAck, Input, Now, OpenSession, OutboundDrop, Protocol, RouteOutcome,
+};
+
+/// Bytes read per system call, at most.
+const READ_CHUNK: usize = 8 * 1024;
+/// How long a client may leave our writes unread before it is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same while the server shuts down.
+const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Serves one accepted connection until it closes.
+pub(crate) async fn serve(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let connection_id = broker.next_connection_id();
+    let span = tracing::info_span!(
+        "connection",
+        %peer,
+        connection_id,
+        client_id = tracing::field::Empty
+    );
+    Connection::new(broker, stream, connection_id, shutdown)
+        .run()
+        .instrument(span)
+        .await;
+}
+
+/// What woke the connection.
+enum Event {
+    Read(io::Result<usize>),
+    Kicked(bool),
+    Shutdown,
+    Deliver,
+    Acked(InboundAck, RouteOutcome),
+    Tick,
+}
+
+struct Connection {
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    connection_id: u64,
+    protocol: Protocol,
+    decoder: Decoder,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    inputs: VecDeque<Input>,
+    actions: Vec<Action>,
+    cell: Option<Arc<SessionCell>>,
+    kick: Option<oneshot::Receiver<()>>,
+    done: Option<oneshot::Sender<()>>,
+    acks: AckQueue,
+    /// Store writes of this session's own changes, until complete.
+    own_writes: Vec<Pending<()>>,
+    matches: Matches<SessionKey>,
+    shutdown: watch::Receiver<bool>,
+    /// The socket failed: nothing more is written.
+    broken: bool,
+}
+
+impl Connection {
+    fn new(
+        broker: Arc<Broker>,
+        stream: TcpStream,
+        connection_id: u64,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let settings = Arc::clone(&broker.settings);
+        let max_packet_size = settings.max_packet_size;
+        Self {
+            protocol: Protocol::new(settings, connection_id, Instant::now()),
+            decoder: Decoder::new(ProtocolVersion::V3_1_1, max_packet_size),
+            broker,
+            stream,
+            connection_id,
+            read_buf: BytesMut::with_capacity(READ_CHUNK),
+            write_buf: BytesMut::new(),
+            inputs: VecDeque::new(),
+            actions: Vec::new(),
+            cell: None,
+            kick: None,
+            done: None,
+            acks: AckQueue::default(),
+            own_writes: Vec::new(),
+            matches: Matches::new(),
+            shutdown,
+            broken: false,
+        }
+    }
+
+    async fn run(mut self) {
+        tracing::debug!("accepted");
+        while !self.protocol.is_closed() {
+            match self.next_event().await {
+                Event::Read(Ok(0)) => self.process(Input::ConnectionLost).await,
+                Event::Read(Ok(read)) => {
+                    add(&self.broker.metrics.bytes_received, read as u64);
+                    self.decode_and_process().await;
+                }
+                Event::Read(Err(error)) => {
+                    tracing::debug!(%error, "read failed");
+                    self.broken = true;
+                    self.process(Input::ConnectionLost).await;
+                }
+                Event::Kicked(true) => self.process(Input::TakenOver).await,
+                Event::Kicked(false) => {}
+                Event::Shutdown => self.process(Input::ServerShutdown).await,
+                Event::Deliver => self.process(Input::Deliver).await,
+                Event::Acked(ack, outcome) => {
+                    self.process(Input::Routed { ack, outcome }).await;
+                    while let Some((ack, outcome)) = self.acks.next().now_or_never() {
+                        self.process(Input::Routed { ack, outcome }).await;
+                    }
+                }
+                Event::Tick => self.process(Input::Tick).await,
+            }
+            self.reap_own_writes();
+            self.flush().await;
+        }
+        self.finish().await;
+    }
+
+    /// Waits for the next thing to do. Every branch is cancel-safe.
+    async fn next_event(&mut self) -> Event {
+        let Self {
+            stream,
+            read_buf,
+            kick,
+            acks,
+            shutdown,
+            cell,
+            protocol,
+            ..
+        } = self;
+        if read_buf.capacity() - read_buf.len() < READ_CHUNK / 2 {
+            read_buf.reserve(READ_CHUNK);
+        }
+        let deadline = protocol.next_timeout();
+        let deliveries = cell.as_deref().filter(|_| protocol.is_connected());
+        tokio::select! {
+            () = stopped(shutdown) => Event::Shutdown,
+            kicked = async {
+                match kick.as_mut() {
+                    Some(receiver) => receiver.await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                *kick = None;
+                Event::Kicked(kicked)
+            }
+            (ack, outcome) = acks.next(), if !acks.is_empty() => Event::Acked(ack, outcome),
+            read = stream.read_buf(read_buf) => Event::Read(read),
+            () = async {
+                match deliveries {
+                    Some(cell) => cell.notify.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => Event::Deliver,
+            () = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => Event::Tick,
+        }
+    }
+
+    /// Feeds every whole packet received to the protocol.
+    async fn decode_and_process(&mut self) {
+        while !self.protocol.is_closed() {
+            match self.decoder.decode(&mut self.read_buf) {
+                Ok(Some(packet)) => {
+                    if let Packet::Publish(_) = packet {
+                        add(&self.broker.metrics.messages_received, 1);
+                    }
+                    self.process(Input::Packet(packet)).await;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::info!(%error, "closing: the client sent an invalid packet");
+                    self.process(Input::DecodeError(error)).await;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Runs `input` and the inputs its actions produce.
+    async fn process(&mut self, input: Input) {
+        self.inputs.push_back(input);
+        while let Some(input) = self.inputs.pop_front() {
+            self.step(input);
+            let mut actions = std::mem::take(&mut self.actions);
+            for action in actions.drain(..) {
+                self.execute(action).await;
+            }
+            self.actions = actions;
+        }
+    }
+
+    /// One protocol step, with the session locked; the session's changes
+    /// are submitted to the store before the lock is released.
+    fn step(&mut self, input: Input) {
+        let now = Now {
+            instant: Instant::now(),
+            wall: wall_clock(),
+        };
+        let Some(cell) = &self.cell else {
+            self.protocol.handle(input, None, now, &mut self.actions);
+            return;
+        };
+        let mut session = cell.lock();
+        if !cell.is_attached_to(self.connection_id) {
+            // Taken over after our takeover wait timed out: the session is
+            // another connection's now. End without touching it.
+            drop(session);
+            self.protocol
+                .handle(Input::TakenOver, None, now, &mut self.actions);
+            return;
+        }
+        let before = session.drops();
+        self.protocol
+            .handle(input, Some(&mut session), now, &mut self.actions);
+        self.broker.metrics.count_drops(before, session.drops());
+        if let Some(pending) = self.broker.submit(session.take_changes()) {
+            self.own_writes.push(pending);
+        }
+    }
+
+    async fn execute(&mut self, action: Action) {
+        let key = self.cell.as_ref().map(|cell| cell.key);
+        match action {
+            Action::Send(packet) => self.encode(&packet),
+            Action::OpenSession(request) => self.open_session(request).await,
+            Action::Route { message, ack } => {
+                let routed = self
+                    .broker
+                    .route(message, key, &mut self.matches, wall_clock());
+                match ack {
+                    Some(ack) => {
+                        let outcome = if routed.recipients == 0 {
+                            RouteOutcome::NoSubscribers
+                        } else {
+                            RouteOutcome::Delivered
+                        };
+                        let mut pendings = routed.pendings;
+                        pendings.append(&mut self.own_writes);
+                        self.acks.push(ack, outcome, pendings);
+                    }
+                    None => self.own_writes.extend(routed.pendings),
+                }
+            }
+            Action::AckInOrder(ack) => {
+                let pendings = std::mem::take(&mut self.own_writes);
+                self.acks.push(ack, RouteOutcome::Delivered, pendings);
+            }
+            Action::Subscribe {
+                filter,
+                subscription,
+            } => {
+                if let Some(key) = key {
+                    let options = subscription.options;
+                    let identifier = subscription.identifier;
+                    self.broker
+                        .router
+                        .subscribe(key, &filter, options, identifier);
+                }
+            }
+            Action::Unsubscribe(filter) => {
+                if let Some(key) = key {
+                    self.broker.router.unsubscribe(key, &filter);
+                }
+            }
+            Action::SendRetained {
+                filter,
+                subscription,
+            } => {
+                if let Some(cell) = &self.cell {
+                    let pending =
+                        self.broker
+                            .send_retained(cell, &filter, &subscription, wall_clock());
+                    self.own_writes.extend(pending);
+                }
+            }
+            Action::ContinueDelivery => {
+                if let Some(cell) = &self.cell {
+                    cell.notify.notify_one();
+                }
+            }
+            Action::Dropped(OutboundDrop::PacketTooLarge) => {
+                add(&self.broker.metrics.dropped_too_large, 1);
+                tracing::debug!("message larger than the client's maximum packet size dropped");
+            }
+            Action::Close { reason } => tracing::info!(%reason, "closing"),
+        }
+    }
+
+    /// Attaches to the session, taking it over if another connection has
+    /// it, then lets the protocol answer CONNECT.
+    async fn open_session(&mut self, request: OpenSession) {
+        tracing::Span::current().record("client_id", &*request.client_id);
+        let (kick, kicked) = oneshot::channel();
+        let (done, finished) = oneshot::channel();
+        let attachment = Attachment {
+            connection_id: self.connection_id,
+            kick: Some(kick),
+            done: Some(finished),
+        };
+        let opened = self.broker.open_session(&request, attachment).await;
+        self.kick = Some(kicked);
+        self.done = Some(done);
+        let key = opened.cell.key;
+        self.cell = Some(opened.cell);
+        if let Some(will) = opened.orphan_will {
+            let routed = self
+                .broker
+                .route(will, Some(key), &mut self.matches, wall_clock());
+            self.own_writes.extend(routed.pendings);
+        }
+        tracing::info!(
+            clean_start = request.clean_start,
+            session_present = opened.session_present,
+            "client connected"
+        );
+        self.inputs.push_back(Input::SessionOpened {
+            session_present: opened.session_present,
+        });
+    }
+
+    fn encode(&mut self, packet: &Packet) {
+        match packet.encode(self.protocol.version(), &mut self.write_buf) {
+            Ok(()) => {
+                if let Packet::Publish(_) = packet {
+                    add(&self.broker.metrics.messages_sent, 1);
+                }
+            }
+            Err(error) => tracing::error!(
+                %error,
+                packet = %packet.packet_type(),
+                "a packet could not be encoded and was not sent"
+            ),
+        }
+    }
+
+    /// Writes what this turn produced, in one `write_all`. A client that
+    /// does not read for [`WRITE_TIMEOUT`] is dropped; during shutdown it
+    /// gets [`SHUTDOWN_WRITE_TIMEOUT`] more at most.
+    async fn flush(&mut self) {
+        if self.write_buf.is_empty() {
+            return;
+        }
+        if !self.broken {
+            let len = self.write_buf.len() as u64;
+            let write = tokio::time::timeout(WRITE_TIMEOUT, self.stream.write_all(&self.write_buf));
+            let shutdown = &mut self.shutdown;
+            let grace_over = async {
+                stopped(shutdown).await;
+                tokio::time::sleep(SHUTDOWN_WRITE_TIMEOUT).await;
+            };
+            // Abandoning a partial write is fine: the connection is closed.
+            let written = tokio::select! {
+                written = write => written.map_err(|_| "the client did not read for 10 s"),
+                () = grace_over => Err("the client did not read during shutdown"),
+            };
+            match written {
+                Ok(Ok(())) => add(&self.broker.metrics.bytes_sent, len),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "write failed");
+                    self.broken = true;
+                }
+                Err(reason) => {
+                    tracing::info!("closing: {reason}");
+                    self.broken = true;
+                }
+            }
+        }
+        self.write_buf.clear();
+        if self.broken && !self.protocol.is_closed() {
+            self.process(Input::ConnectionLost).await;
+            self.write_buf.clear();
+        }
+    }
+
+    /// Forgets completed store writes, logging failures.
+    fn reap_own_writes(&mut self) {
+        self.own_writes
+            .retain_mut(|pending| match pending.now_or_never() {
+                None => true,
+                Some(Ok(())) => false,
+                Some(Err(error)) => {
+                    tracing::error!(%error, "session store write failed");
+                    false
+                }
+            });
+    }
+
+    /// Closes the socket and detaches from the session.
+    async fn finish(mut self) {
+        if !self.broken {
+            let _closed =
+                tokio::time::timeout(SHUTDOWN_WRITE_TIMEOUT, self.stream.shutdown()).await;
+        }
+        for pending in std::mem::take(&mut self.own_writes) {
+            if let Err(error) = pending.await {
+                tracing::error!(%error, "session store write failed");
+            }
+        }
+        // A connection taking the session over may proceed.
+        drop(self.done.take());
+        if let Some(cell) = self.cell.take() {
+            self.broker.detach(&cell, self.connection_id).await;
+        }
+        tracing::debug!("connection ended");
+    }
+}

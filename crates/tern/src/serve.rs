@@ -1,0 +1,288 @@
+//! `tern serve`: runs a broker node.
+//!
+//! Settings come from, in rising priority: the defaults of
+//! [`BrokerConfig`], a TOML file (`--config`), `TERN_*` environment
+//! variables and command-line flags. With nothing given, the broker listens
+//! on 0.0.0.0:1883 and keeps its data in `./tern-data`. docs/configuration.md
+//! lists every setting.
+//!
+//! SIGTERM and SIGINT shut the broker down gracefully: it stops accepting,
+//! sends MQTT 5 clients DISCONNECT 0x8B, flushes sessions to disk and exits 0.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use tern_broker::{BrokerConfig, DurabilityConfig, Server};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Flags of `tern serve`. Each also reads the `TERN_*` variable named in
+/// its help; a flag given on the command line wins over the variable, and
+/// both win over the config file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; flags and TERN_* variables override its values.
+    #[arg(long, env = "TERN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to accept MQTT connections on; repeat the flag (or separate
+    /// addresses with commas in TERN_LISTEN) for several [default: 0.0.0.0:1883].
+    #[arg(
+        long = "listen",
+        env = "TERN_LISTEN",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    listen: Vec<SocketAddr>,
+    /// Directory of the session store [default: ./tern-data].
+    #[arg(
+        long,
+        env = "TERN_DATA_DIR",
+        value_name = "DIR",
+        conflicts_with = "in_memory"
+    )]
+    data_dir: Option<PathBuf>,
+    /// Keep sessions and retained messages in memory only: nothing survives a restart.
+    #[arg(long, env = "TERN_IN_MEMORY")]
+    in_memory: bool,
+    /// Largest packet accepted from a client, in bytes [default: 1048576].
+    #[arg(long, env = "TERN_MAX_PACKET_SIZE", value_name = "BYTES")]
+    max_packet_size: Option<u32>,
+    /// Most QoS 1/2 messages in flight to one client [default: 20].
+    #[arg(long, env = "TERN_MAX_INFLIGHT_MESSAGES", value_name = "N")]
+    max_inflight_messages: Option<u16>,
+    /// Most messages queued for one offline or slow client [default: 1000].
+    #[arg(long, env = "TERN_MAX_QUEUED_MESSAGES", value_name = "N")]
+    max_queued_messages: Option<usize>,
+    /// Longest keep alive allowed, in seconds [default: 65535].
+    #[arg(long, env = "TERN_MAX_KEEPALIVE", value_name = "SECONDS")]
+    max_keepalive: Option<u16>,
+    /// Whether clients may publish retained messages [default: true].
+    #[arg(long, env = "TERN_RETAIN_AVAILABLE", value_name = "BOOL")]
+    retain_available: Option<bool>,
+    /// Highest QoS accepted and granted: 0, 1 or 2 [default: 2].
+    #[arg(long, env = "TERN_MAX_QOS", value_name = "QOS")]
+    max_qos: Option<u8>,
+    /// Whether a client may connect with an empty client id [default: true].
+    #[arg(long, env = "TERN_ALLOW_ZERO_LENGTH_CLIENTID", value_name = "BOOL")]
+    allow_zero_length_clientid: Option<bool>,
+    /// Highest topic alias an MQTT 5 client may use; 0 disables them [default: 10].
+    #[arg(long, env = "TERN_MAX_TOPIC_ALIAS", value_name = "N")]
+    max_topic_alias: Option<u16>,
+    /// Seconds between publications of $SYS topics; 0 disables them [default: 10].
+    #[arg(long, env = "TERN_SYS_INTERVAL", value_name = "SECONDS")]
+    sys_interval: Option<u64>,
+    /// Longest session expiry interval granted, in seconds [default: no limit].
+    #[arg(long, env = "TERN_SESSION_EXPIRY_MAX", value_name = "SECONDS")]
+    session_expiry_max: Option<u32>,
+    /// When a QoS 1/2 message is acknowledged: `flush` (on disk), `none`
+    /// (in memory), or `periodic:MS` (flushed within MS milliseconds) [default: flush].
+    #[arg(long, env = "TERN_DURABILITY", value_name = "MODE", value_parser = parse_durability)]
+    durability: Option<DurabilityConfig>,
+    /// Log filter, in tracing's EnvFilter syntax (for example `info` or
+    /// `tern_broker=debug`) [default: info].
+    #[arg(long, env = "TERN_LOG", value_name = "FILTER", default_value = "info")]
+    log: String,
+}
+
+fn parse_durability(text: &str) -> Result<DurabilityConfig, String> {
+    match text {
+        "flush" => Ok(DurabilityConfig::Flush),
+        "none" => Ok(DurabilityConfig::None),
+        _ => text
+            .strip_prefix("periodic:")
+            .and_then(|millis| millis.parse().ok())
+            .map(DurabilityConfig::PeriodicMs)
+            .ok_or_else(|| {
+                format!("{text:?} is not a durability: use flush, none or periodic:MILLISECONDS")
+            }),
+    }
+}
+
+/// Reads the config file, reporting a bad key with its line and the fix.
+fn read_config_file(path: &Path) -> anyhow::Result<BrokerConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the config file {}: check the path given to --config",
+            path.display()
+        )
+    })?;
+    toml::from_str(&text).map_err(|error| {
+        let line = error
+            .span()
+            .map(|span| text[..span.start].matches('\n').count() + 1)
+            .map(|line| format!(" line {line}"))
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "{}{line}: {}; docs/configuration.md lists every setting and its type",
+            path.display(),
+            error.message().trim_end()
+        )
+    })
+}
+
+/// The configuration: defaults, then the file, then variables and flags.
+pub fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
+    let mut config = match &args.config {
+        Some(path) => read_config_file(path)?,
+        None => BrokerConfig::default(),
+    };
+    if !args.listen.is_empty() {
+        config.listeners = args.listen.clone();
+    }
+    if args.in_memory {
+        config.data_dir = None;
+    } else if let Some(dir) = &args.data_dir {
+        config.data_dir = Some(dir.clone());
+    }
+    macro_rules! override_with_flags {
+        ($($field:ident),*) => {
+            $( if let Some(value) = args.$field { config.$field = value; } )*
+        };
+    }
+    override_with_flags!(
+        max_packet_size,
+        max_inflight_messages,
+        max_queued_messages,
+        max_keepalive,
+        retain_available,
+        max_qos,
+        allow_zero_length_clientid,
+        max_topic_alias,
+        sys_interval,
+        durability
+    );
+    if let Some(seconds) = args.session_expiry_max {
+        config.session_expiry_max = Some(seconds);
+    }
+    config
+        .validate()
+        .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
+    Ok(config)
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|error| {
+        anyhow::anyhow!("--log {filter:?} is not a valid filter ({error}); try `info` or `debug`")
+    })?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
+}
+
+/// Runs the broker until SIGTERM or SIGINT.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log)?;
+    let config = build_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tern-worker")
+        .build()
+        .context("could not start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
+    let data = match &config.data_dir {
+        Some(dir) => dir.display().to_string(),
+        None => "memory only".to_owned(),
+    };
+    let server = Server::start(config).await?;
+    for address in server.local_addrs() {
+        tracing::info!(%address, data = %data, "tern listening for MQTT");
+    }
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+    server.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn args(argv: &[&str]) -> ServeArgs {
+        Wrapper::try_parse_from(std::iter::once("serve").chain(argv.iter().copied()))
+            .expect("valid arguments")
+            .args
+    }
+
+    #[test]
+    fn no_flags_give_the_embedded_default() {
+        let config = build_config(&args(&[])).unwrap();
+        assert_eq!(config, BrokerConfig::default());
+        assert_eq!(config.listeners, ["0.0.0.0:1883".parse().unwrap()]);
+        assert_eq!(config.data_dir, Some(PathBuf::from("./tern-data")));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "max_queued_messages = 5\nmax_qos = 1\nsys_interval = 0"
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap();
+        let config = build_config(&args(&[
+            "--config",
+            path,
+            "--listen",
+            "127.0.0.1:1884",
+            "--listen",
+            "127.0.0.1:1885",
+            "--max-qos",
+            "2",
+            "--durability",
+            "periodic:50",
+        ]))
+        .unwrap();
+        assert_eq!(config.max_queued_messages, 5);
+        assert_eq!(config.max_qos, 2);
+        assert_eq!(config.sys_interval, 0);
+        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(config.durability, DurabilityConfig::PeriodicMs(50));
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_its_line() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "max_qos = 1\nmax_packt_size = 10").unwrap();
+        let path = file.path().to_str().unwrap();
+        let error = build_config(&args(&["--config", path]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("line 2"), "{error}");
+        assert!(error.contains("max_packt_size"), "{error}");
+        assert!(error.contains("docs/configuration.md"), "{error}");
+    }
+
+    #[test]
+    fn an_invalid_value_names_the_key_and_the_fix() {
+        let error = build_config(&args(&["--max-qos", "3"]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("max_qos is 3"), "{error}");
+        let error = parse_durability("sometimes").unwrap_err();
+        assert!(error.contains("periodic:MILLISECONDS"), "{error}");
+    }
+}
