@@ -3,7 +3,8 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{Layout, WireForm, needed_tail_fields, read_packet_id};
+use super::tail::{WireForm, read_tail, tail_layout, write_tail};
+use super::{Layout, read_packet_id};
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{
     AckProperties, checked_body_len, read_properties, section_len, write_properties,
@@ -73,16 +74,16 @@ impl Ack {
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
         let packet_id = read_packet_id(reader)?;
-        let mut ack = Self::new(packet_id);
-        if version.is_v5() && !reader.is_empty() {
-            ack.reason_code = reason_for(packet, version, reader.u8()?)?;
-            ack.wire_form = WireForm::WITH_REASON_CODE;
-            if !reader.is_empty() {
-                ack.properties = read_properties(reader, packet)?;
-                ack.wire_form = WireForm::WITH_PROPERTIES;
-            }
+        if !version.is_v5() {
+            return Ok(Self::new(packet_id));
         }
-        Ok(ack)
+        let tail = read_tail(reader, packet)?;
+        Ok(Self {
+            packet_id,
+            reason_code: tail.reason_code,
+            properties: tail.properties,
+            wire_form: tail.wire_form,
+        })
     }
 
     pub(super) fn layout(
@@ -90,35 +91,28 @@ impl Ack {
         packet: PacketType,
         version: ProtocolVersion,
     ) -> Result<Layout, EncodeError> {
-        let mut layout = Layout {
-            remaining: 2,
-            ..Layout::default()
-        };
+        let mut layout = Layout::default();
         if version.is_v5() {
-            check_allowed(self.reason_code, packet)?;
-            let needed = needed_tail_fields(
-                self.reason_code == ReasonCode::Success,
+            layout = tail_layout(
+                packet,
+                self.reason_code,
+                &self.properties,
                 self.properties.is_empty(),
-            );
-            let fields = self.wire_form.fields(needed);
-            if fields >= 1 {
-                layout.remaining += 1;
-            }
-            if fields >= 2 {
-                layout.properties = checked_body_len(&self.properties)?;
-                layout.remaining += section_len(layout.properties);
-            }
+                self.wire_form,
+            )?;
         }
+        layout.remaining += 2;
         Ok(layout)
     }
 
     pub(super) fn write_body(&self, version: ProtocolVersion, layout: &Layout, dst: &mut BytesMut) {
         dst.put_u16(self.packet_id.get());
-        if version.is_v5() && layout.remaining > 2 {
-            dst.put_u8(self.reason_code as u8);
-            if layout.remaining > 3 {
-                write_properties(&self.properties, layout.properties, dst);
-            }
+        if version.is_v5() {
+            let tail = Layout {
+                remaining: layout.remaining - 2,
+                ..*layout
+            };
+            write_tail(self.reason_code, &self.properties, &tail, dst);
         }
     }
 }

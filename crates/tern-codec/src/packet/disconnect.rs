@@ -1,12 +1,11 @@
 //! DISCONNECT: the last packet of a connection, from either side in MQTT 5.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
-use super::{Layout, WireForm, needed_tail_fields};
+use super::Layout;
+use super::tail::{WireForm, read_tail, tail_layout, write_tail};
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{
-    DisconnectProperties, checked_body_len, read_properties, section_len, write_properties,
-};
+use crate::properties::DisconnectProperties;
 use crate::wire::Reader;
 use crate::{PacketType, ProtocolVersion, ReasonCode};
 
@@ -34,62 +33,33 @@ impl Disconnect {
         reader: &mut Reader,
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
-        let mut disconnect = Self::default();
-        if version.is_v5() && !reader.is_empty() {
-            let code = reader.u8()?;
-            disconnect.wire_form = WireForm::WITH_REASON_CODE;
-            disconnect.reason_code = ReasonCode::from_u8(code)
-                .filter(|reason| reason.is_allowed_in(PacketType::Disconnect))
-                .ok_or(DecodeError::InvalidReasonCode {
-                    packet: PacketType::Disconnect,
-                    code,
-                })?;
-            if !reader.is_empty() {
-                disconnect.properties = read_properties(reader, PacketType::Disconnect)?;
-                disconnect.wire_form = WireForm::WITH_PROPERTIES;
-            }
+        if !version.is_v5() {
+            return Ok(Self::default());
         }
-        Ok(disconnect)
+        let tail = read_tail(reader, PacketType::Disconnect)?;
+        Ok(Self {
+            reason_code: tail.reason_code,
+            properties: tail.properties,
+            wire_form: tail.wire_form,
+        })
     }
 
     pub(super) fn layout(&self, version: ProtocolVersion) -> Result<Layout, EncodeError> {
-        let mut layout = Layout::default();
-        if version.is_v5() {
-            if !self.reason_code.is_allowed_in(PacketType::Disconnect) {
-                return Err(EncodeError::ReasonCodeNotAllowed {
-                    packet: PacketType::Disconnect,
-                    code: self.reason_code,
-                });
-            }
-            layout = self.tail_layout()?;
+        if !version.is_v5() {
+            return Ok(Layout::default());
         }
-        Ok(layout)
-    }
-
-    /// The optional reason code and properties, in the form they need.
-    fn tail_layout(&self) -> Result<Layout, EncodeError> {
-        let mut layout = Layout::default();
-        let needed = needed_tail_fields(
-            self.reason_code == ReasonCode::Success,
+        tail_layout(
+            PacketType::Disconnect,
+            self.reason_code,
+            &self.properties,
             self.properties.is_empty(),
-        );
-        let fields = self.wire_form.fields(needed);
-        if fields >= 1 {
-            layout.remaining = 1;
-        }
-        if fields >= 2 {
-            layout.properties = checked_body_len(&self.properties)?;
-            layout.remaining += section_len(layout.properties);
-        }
-        Ok(layout)
+            self.wire_form,
+        )
     }
 
     pub(super) fn write_body(&self, version: ProtocolVersion, layout: &Layout, dst: &mut BytesMut) {
-        if version.is_v5() && layout.remaining > 0 {
-            dst.put_u8(self.reason_code as u8);
-            if layout.remaining > 1 {
-                write_properties(&self.properties, layout.properties, dst);
-            }
+        if version.is_v5() {
+            write_tail(self.reason_code, &self.properties, layout, dst);
         }
     }
 }

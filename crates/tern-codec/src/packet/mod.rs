@@ -11,6 +11,7 @@ mod connect;
 mod disconnect;
 mod publish;
 mod subscribe;
+mod tail;
 mod unsubscribe;
 
 use std::fmt;
@@ -24,18 +25,8 @@ pub use connect::{Connect, LastWill};
 pub use disconnect::Disconnect;
 pub use publish::Publish;
 pub use subscribe::Subscribe;
+pub use tail::WireForm;
 pub use unsubscribe::Unsubscribe;
-
-/// How many optional tail fields (reason code, properties) a value needs.
-pub(crate) fn needed_tail_fields(reason_is_success: bool, properties_empty: bool) -> u8 {
-    if !properties_empty {
-        2
-    } else if !reason_is_success {
-        1
-    } else {
-        0
-    }
-}
 
 use crate::error::{DecodeError, EncodeError};
 use crate::wire::{
@@ -398,49 +389,6 @@ impl Packet {
             self.packet_type()
         );
         Ok(())
-    }
-}
-
-/// Which optional trailing fields of an MQTT 5 PUBACK, PUBREC, PUBREL,
-/// PUBCOMP, DISCONNECT or AUTH were on the wire.
-///
-/// MQTT 5 lets a sender omit a success reason code and an empty property
-/// section, and clients differ: Mosquitto omits them, paho writes the reason
-/// code. The decoder records the form that arrived so the packet re-encodes
-/// to the same bytes; the encoder never writes less than the value needs.
-/// The form is not part of a value's identity: it compares equal always.
-#[derive(Clone, Copy, Default)]
-pub struct WireForm(u8);
-
-impl WireForm {
-    /// Only what the value needs (the default for new values).
-    pub const SHORTEST: Self = Self(0);
-    /// The reason code is written even when it is success.
-    pub const WITH_REASON_CODE: Self = Self(1);
-    /// The reason code and the property length are written even when empty.
-    pub const WITH_PROPERTIES: Self = Self(2);
-
-    /// The number of optional fields to write: at least `needed` (0, 1 or 2).
-    pub(crate) fn fields(self, needed: u8) -> u8 {
-        self.0.max(needed)
-    }
-}
-
-impl PartialEq for WireForm {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for WireForm {}
-
-impl fmt::Debug for WireForm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.0 {
-            0 => "shortest",
-            1 => "with reason code",
-            _ => "with properties",
-        })
     }
 }
 
