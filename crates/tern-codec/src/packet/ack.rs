@@ -7,7 +7,8 @@ use super::tail::{WireForm, read_tail, tail_layout, write_tail};
 use super::{Layout, read_packet_id};
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{
-    AckProperties, checked_body_len, read_properties, section_len, write_properties,
+    AckProperties, checked_body_len, read_properties, read_properties_in, section_len,
+    write_properties,
 };
 use crate::wire::Reader;
 use crate::{PacketId, PacketType, ProtocolVersion, ReasonCode};
@@ -136,11 +137,7 @@ impl SubAck {
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
         let packet_id = read_packet_id(reader)?;
-        let properties = if version.is_v5() {
-            read_properties(reader, PacketType::SubAck)?
-        } else {
-            AckProperties::default()
-        };
+        let properties = read_properties_in(reader, PacketType::SubAck, version)?;
         let mut reason_codes = Vec::new();
         while !reader.is_empty() {
             reason_codes.push(reason_for(PacketType::SubAck, version, reader.u8()?)?);

@@ -5,7 +5,7 @@ use bytes::{BufMut, BytesMut};
 use super::Layout;
 use crate::error::{DecodeError, EncodeError};
 use crate::properties::{
-    ConnAckProperties, checked_body_len, read_properties, section_len, write_properties,
+    ConnAckProperties, checked_body_len, read_properties_in, section_len, write_properties,
 };
 use crate::wire::Reader;
 use crate::{PacketType, ProtocolVersion, ReasonCode};
@@ -63,11 +63,7 @@ impl ConnAck {
         if session_present && reason_code != ReasonCode::Success {
             return Err(DecodeError::SessionPresentOnRefusal);
         }
-        let properties = if version.is_v5() {
-            read_properties(reader, PacketType::ConnAck)?
-        } else {
-            ConnAckProperties::default()
-        };
+        let properties = read_properties_in(reader, PacketType::ConnAck, version)?;
         Ok(Self {
             session_present,
             reason_code,

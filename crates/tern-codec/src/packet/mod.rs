@@ -29,6 +29,7 @@ pub use tail::WireForm;
 pub use unsubscribe::Unsubscribe;
 
 use crate::error::{DecodeError, EncodeError};
+use crate::properties::{PropertySet, checked_body_len, section_len, write_properties};
 use crate::wire::{
     MAX_VARIABLE_INTEGER, Reader, parse_variable_integer, put_variable_integer,
     variable_integer_len,
@@ -233,6 +234,34 @@ pub(crate) struct Layout {
     pub properties: usize,
     /// Body length of the will's property section (CONNECT, MQTT 5).
     pub will_properties: usize,
+}
+
+impl Layout {
+    /// Adds the property section of an MQTT 5 packet (older versions have
+    /// none), checking that it can be encoded.
+    pub(crate) fn add_properties<P: PropertySet>(
+        &mut self,
+        properties: &P,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
+        if version.is_v5() {
+            self.properties = checked_body_len(properties)?;
+            self.remaining += section_len(self.properties);
+        }
+        Ok(())
+    }
+
+    /// Writes the property section measured by [`Layout::add_properties`].
+    pub(crate) fn write_properties<P: PropertySet>(
+        &self,
+        properties: &P,
+        version: ProtocolVersion,
+        dst: &mut BytesMut,
+    ) {
+        if version.is_v5() {
+            write_properties(properties, self.properties, dst);
+        }
+    }
 }
 
 impl Packet {

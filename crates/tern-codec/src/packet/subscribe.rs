@@ -4,9 +4,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::{Layout, read_packet_id};
 use crate::error::{DecodeError, EncodeError};
-use crate::properties::{
-    SubscribeProperties, checked_body_len, read_properties, section_len, write_properties,
-};
+use crate::properties::{SubscribeProperties, read_properties_in};
 use crate::topic::TopicFilter;
 use crate::wire::{Reader, prefixed_len, put_prefixed};
 use crate::{PacketId, PacketType, ProtocolVersion, SubscriptionOptions};
@@ -28,11 +26,7 @@ impl Subscribe {
         version: ProtocolVersion,
     ) -> Result<Self, DecodeError> {
         let packet_id = read_packet_id(reader)?;
-        let properties = if version.is_v5() {
-            read_properties(reader, PacketType::Subscribe)?
-        } else {
-            SubscribeProperties::default()
-        };
+        let properties = read_properties_in(reader, PacketType::Subscribe, version)?;
         let mut filters = Vec::new();
         while !reader.is_empty() {
             let filter =
@@ -67,18 +61,13 @@ impl Subscribe {
             }
             layout.remaining += prefixed_len(filter.as_str().len(), "topic filter")? + 1;
         }
-        if version.is_v5() {
-            layout.properties = checked_body_len(&self.properties)?;
-            layout.remaining += section_len(layout.properties);
-        }
+        layout.add_properties(&self.properties, version)?;
         Ok(layout)
     }
 
     pub(super) fn write_body(&self, version: ProtocolVersion, layout: &Layout, dst: &mut BytesMut) {
         dst.put_u16(self.packet_id.get());
-        if version.is_v5() {
-            write_properties(&self.properties, layout.properties, dst);
-        }
+        layout.write_properties(&self.properties, version, dst);
         for (filter, options) in &self.filters {
             put_prefixed(dst, filter.as_str().as_bytes());
             dst.put_u8(options.to_byte(version));

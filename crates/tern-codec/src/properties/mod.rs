@@ -22,7 +22,7 @@ use self::kinds::{
 };
 use crate::error::{DecodeError, EncodeError};
 use crate::wire::{MAX_VARIABLE_INTEGER, Reader, put_variable_integer, variable_integer_len};
-use crate::{PacketType, QoS};
+use crate::{PacketType, ProtocolVersion, QoS};
 
 macro_rules! property_ids {
     ($( $name:ident = $value:literal, $text:literal; )*) => {
@@ -126,6 +126,20 @@ pub(crate) fn read_properties<P: PropertySet>(
         fill_properties(reader.take(len)?, packet, &mut properties)?;
     }
     Ok(properties)
+}
+
+/// Reads the property section of `packet` in MQTT 5; older versions have
+/// none, so their properties are the empty set.
+pub(crate) fn read_properties_in<P: PropertySet>(
+    reader: &mut Reader,
+    packet: PacketType,
+    version: ProtocolVersion,
+) -> Result<P, DecodeError> {
+    if version.is_v5() {
+        read_properties(reader, packet)
+    } else {
+        Ok(P::default())
+    }
 }
 
 /// Like [`read_properties`], but allocates only when there are properties:
