@@ -19,6 +19,9 @@ use thiserror::Error;
 /// client identifier and a will.
 pub const MIN_PACKET_SIZE: u32 = 128;
 
+/// The longest `connect_timeout` accepted, in seconds: one day.
+pub const MAX_CONNECT_TIMEOUT: u64 = 86_400;
+
 /// All settings of a broker. Every field has a default (see
 /// [`BrokerConfig::default`]); a serde source may set any subset of them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -43,7 +46,8 @@ pub struct BrokerConfig {
     pub max_inflight_messages: u16,
     /// Most messages queued for one client (offline or slow) beyond those
     /// in flight. When full, the oldest QoS 0 message is dropped first,
-    /// then the oldest message. Default: 1000.
+    /// then the oldest message; expired messages are dropped when they
+    /// reach the front. Default: 1000.
     pub max_queued_messages: usize,
     /// Longest keep alive allowed, in seconds. An MQTT 5 client asking for
     /// more (or for 0, when this is below 65,535) is told this value as
@@ -61,6 +65,12 @@ pub struct BrokerConfig {
     /// Highest topic alias an MQTT 5 client may use towards the broker; 0
     /// disables topic aliases. Default: 10.
     pub max_topic_alias: u16,
+    /// Most topic aliases the broker assigns in the PUBLISH packets it
+    /// sends to one MQTT 5 client that announces a Topic Alias Maximum
+    /// (the lower of the two applies); when all are in use the least
+    /// recently used alias is reassigned. 0 disables them. Default: 0
+    /// (off: full topics are sent, as Mosquitto does).
+    pub max_topic_alias_outbound: u16,
     /// Seconds between two publications of the `$SYS/broker/...` topics;
     /// 0 disables them. Default: 10.
     pub sys_interval: u64,
@@ -72,6 +82,16 @@ pub struct BrokerConfig {
     /// When a QoS 1/2 message is acknowledged to its publisher relative to
     /// its storage in persistent sessions. Default: `flush`.
     pub durability: DurabilityConfig,
+    /// Most client connections open at once, over all listeners, counted
+    /// from the TCP accept (before CONNECT). A connection beyond it is
+    /// closed at once, before anything is read from it (as Mosquitto
+    /// does), so a flood cannot make the broker hold more sockets than
+    /// this. -1 (any negative value) means no limit. Default: -1.
+    pub max_connections: i64,
+    /// Seconds a new connection has to send CONNECT before it is closed
+    /// (a socket that never sends CONNECT holds a file descriptor until
+    /// then). Between 1 and 86,400. Default: 10.
+    pub connect_timeout: u64,
 }
 
 impl Default for BrokerConfig {
@@ -87,9 +107,12 @@ impl Default for BrokerConfig {
             max_qos: 2,
             allow_zero_length_clientid: true,
             max_topic_alias: 10,
+            max_topic_alias_outbound: 0,
             sys_interval: 10,
             session_expiry_max: None,
             durability: DurabilityConfig::Flush,
+            max_connections: -1,
+            connect_timeout: 10,
         }
     }
 }
@@ -155,6 +178,13 @@ pub enum ConfigError {
     /// QoS above 2.
     #[error("max_qos is {0}: MQTT has QoS 0, 1 and 2 only; set it to one of them")]
     MaxQos(u8),
+    /// No connection could ever be accepted.
+    #[error("max_connections is 0: set it to -1 for no limit, or to at least 1")]
+    MaxConnections,
+    /// Every connection would be closed before it could send CONNECT, or
+    /// an idle socket could be held for ever.
+    #[error("connect_timeout is {0}: set it between 1 and 86400 seconds (the default is 10)")]
+    ConnectTimeout(u64),
     /// Periodic flush without a period.
     #[error(
         "durability.periodic_ms is 0: give the flush period in milliseconds (for example 100), \
@@ -193,7 +223,18 @@ impl BrokerConfig {
         if self.durability == DurabilityConfig::PeriodicMs(0) {
             return Err(ConfigError::PeriodicDurability);
         }
+        if self.max_connections == 0 {
+            return Err(ConfigError::MaxConnections);
+        }
+        if !(1..=MAX_CONNECT_TIMEOUT).contains(&self.connect_timeout) {
+            return Err(ConfigError::ConnectTimeout(self.connect_timeout));
+        }
         Ok(())
+    }
+
+    /// `max_connections` as a limit: `None` when unlimited (negative).
+    pub fn connection_limit(&self) -> Option<usize> {
+        usize::try_from(self.max_connections).ok()
     }
 
     /// `max_qos` as a [`QoS`] (after [`BrokerConfig::validate`]; above 2
@@ -233,7 +274,12 @@ mod tests {
         assert_eq!(config.listeners[0].port(), 1883);
         assert_eq!(config.data_dir, Some(PathBuf::from("./tern-data")));
         assert_eq!(config.max_qos(), QoS::ExactlyOnce);
+        assert_eq!(config.connection_limit(), None, "-1 is unlimited");
+        assert_eq!(config.connect_timeout, 10);
         assert_eq!(parse("{}").unwrap(), config);
+        let limited = parse(r#"{"max_connections": 500, "connect_timeout": 3}"#).unwrap();
+        assert_eq!(limited.connection_limit(), Some(500));
+        assert_eq!(limited.validate(), Ok(()));
     }
 
     #[test]
@@ -266,13 +312,15 @@ mod tests {
     #[test]
     fn validation_names_the_key_and_the_fix() {
         type Breaker = fn(&mut BrokerConfig);
-        let cases: [(Breaker, &str); 7] = [
+        let cases: [(Breaker, &str); 9] = [
             (|c| c.listeners.clear(), "listeners"),
             (|c| c.max_packet_size = 10, "max_packet_size"),
             (|c| c.max_inflight_messages = 0, "max_inflight_messages"),
             (|c| c.max_queued_messages = 0, "max_queued_messages"),
             (|c| c.max_keepalive = 0, "max_keepalive"),
             (|c| c.max_qos = 3, "max_qos"),
+            (|c| c.max_connections = 0, "max_connections"),
+            (|c| c.connect_timeout = 0, "connect_timeout"),
             (
                 |c| c.durability = DurabilityConfig::PeriodicMs(0),
                 "durability",

@@ -104,6 +104,16 @@
 //!   by a stated policy; a client that does not read is dropped after 10 s.
 //! - `$SYS` topics are never written to the store and never accepted from
 //!   clients.
+//! - No runtime thread blocks on the store: a write is submitted without
+//!   waiting; the store's back-pressure (`SessionStore::ready`) is awaited
+//!   by each connection between turns, and by housekeeping, with no lock
+//!   held.
+//! - A flood of connections closes only the offending connections: beyond
+//!   `max_connections` a new socket is closed before anything is read; a
+//!   socket that never sends CONNECT is closed after `connect_timeout`; an
+//!   accept that fails for lack of file descriptors pauses the accept loop
+//!   briefly (logged at most once a second) instead of spinning or
+//!   stopping it.
 //!
 //! # Persistence
 //!

@@ -18,6 +18,7 @@ pub(crate) struct Metrics {
     pub dropped_queue_full: AtomicU64,
     pub dropped_expired: AtomicU64,
     pub dropped_too_large: AtomicU64,
+    pub connections_refused: AtomicU64,
 }
 
 /// Adds `amount` to `counter`.
@@ -37,6 +38,12 @@ impl Metrics {
         add(
             &self.dropped_expired,
             after.expired.saturating_sub(before.expired),
+        );
+        add(
+            &self.dropped_too_large,
+            after
+                .packet_too_large
+                .saturating_sub(before.packet_too_large),
         );
     }
 
@@ -65,6 +72,7 @@ impl Metrics {
             dropped_queue_full: read(&self.dropped_queue_full),
             dropped_expired: read(&self.dropped_expired),
             dropped_too_large: read(&self.dropped_too_large),
+            connections_refused: read(&self.connections_refused),
         }
     }
 }
@@ -88,6 +96,8 @@ pub struct MetricsSnapshot {
     pub dropped_expired: u64,
     /// Messages dropped because they exceeded a client's Maximum Packet Size.
     pub dropped_too_large: u64,
+    /// Connections closed at once because `max_connections` were open.
+    pub connections_refused: u64,
 }
 
 impl MetricsSnapshot {

@@ -70,6 +70,10 @@ impl SessionStore for Store {
         self.inner().flush()
     }
 
+    fn ready(&self) -> Pending<()> {
+        self.inner().ready()
+    }
+
     fn load_session(&self, client_id: &str) -> Result<Option<StoredSession>, StoreError> {
         self.inner().load_session(client_id)
     }

@@ -43,6 +43,15 @@
 //! Writes are atomic whatever the setting: after a crash each write is
 //! either all there or not at all.
 //!
+//! # Back-pressure
+//!
+//! [`SessionStore::write`] never blocks, so the broker may submit with a
+//! session locked on an async worker. When the disk cannot keep up, writes
+//! queue in the sled store; once [`SledConfig::queue_depth`] of them wait,
+//! [`SessionStore::ready`] stays pending until the committer catches up.
+//! Callers await it outside their locks before producing more (the broker:
+//! before reading more from a client), which keeps the queue bounded.
+//!
 //! ```
 //! use tern_codec::{Publish, QoS, SubscriptionOptions, TopicFilter};
 //! use tern_session::{

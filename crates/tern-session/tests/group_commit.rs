@@ -131,3 +131,32 @@ fn close_flushes_and_a_reopen_sees_everything() {
     let store = open(&dir, Durability::Flush);
     assert_eq!(store.verify().expect("consistent").queued_messages, 1);
 }
+
+#[test]
+fn writes_never_block_and_ready_waits_for_the_backlog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = SledConfig {
+        durability: Durability::None,
+        queue_depth: 1,
+        ..SledConfig::default()
+    };
+    let store = SledStore::open(dir.path().join("data"), config).expect("open");
+    let record = SessionRecord {
+        client_id: "c".into(),
+        expiry: SessionExpiry::Never,
+        disconnected_at: None,
+        subscriptions: BTreeMap::new(),
+        will: None,
+    };
+    let session = store.write(vec![Op::PutSession(Box::new(record))]);
+    // Far more writes than the depth: each submission returns at once
+    // (it used to block the caller from the 1st waiting job).
+    let pending: Vec<_> = (0..2_000).map(|seq| enqueue(&store, seq)).collect();
+    store.ready().wait().expect("the committer catches up");
+    session.wait().expect("stored");
+    for write in pending {
+        write.wait().expect("applied");
+    }
+    assert_eq!(store.verify().expect("consistent").queued_messages, 2_000);
+    store.close().expect("closed");
+}

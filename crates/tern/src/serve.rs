@@ -70,6 +70,22 @@ pub struct ServeArgs {
     /// Highest topic alias an MQTT 5 client may use; 0 disables them [default: 10].
     #[arg(long, env = "TERN_MAX_TOPIC_ALIAS", value_name = "N")]
     max_topic_alias: Option<u16>,
+    /// Highest topic alias the broker assigns towards an MQTT 5 client that
+    /// accepts them; 0 sends full topics [default: 0].
+    #[arg(long, env = "TERN_MAX_TOPIC_ALIAS_OUTBOUND", value_name = "N")]
+    max_topic_alias_outbound: Option<u16>,
+    /// Most client connections at once, all listeners together; -1 for no
+    /// limit [default: -1].
+    #[arg(
+        long,
+        env = "TERN_MAX_CONNECTIONS",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    max_connections: Option<i64>,
+    /// Seconds a new connection has to send CONNECT [default: 10].
+    #[arg(long, env = "TERN_CONNECT_TIMEOUT", value_name = "SECONDS")]
+    connect_timeout: Option<u64>,
     /// Seconds between publications of $SYS topics; 0 disables them [default: 10].
     #[arg(long, env = "TERN_SYS_INTERVAL", value_name = "SECONDS")]
     sys_interval: Option<u64>,
@@ -150,6 +166,9 @@ pub fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
         max_qos,
         allow_zero_length_clientid,
         max_topic_alias,
+        max_topic_alias_outbound,
+        max_connections,
+        connect_timeout,
         sys_interval,
         durability
     );
@@ -254,6 +273,10 @@ mod tests {
             "2",
             "--durability",
             "periodic:50",
+            "--max-connections",
+            "-1",
+            "--connect-timeout",
+            "3",
         ]))
         .unwrap();
         assert_eq!(config.max_queued_messages, 5);
@@ -261,6 +284,8 @@ mod tests {
         assert_eq!(config.sys_interval, 0);
         assert_eq!(config.listeners.len(), 2);
         assert_eq!(config.durability, DurabilityConfig::PeriodicMs(50));
+        assert_eq!(config.max_connections, -1);
+        assert_eq!(config.connect_timeout, 3);
     }
 
     #[test]

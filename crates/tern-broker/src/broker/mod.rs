@@ -26,7 +26,7 @@ use std::time::{Instant, SystemTime};
 use futures::FutureExt;
 use tern_router::{RetainedIndex, Router, RouterConfig};
 use tern_session::{Message, Pending, Session, SessionLimits, SessionStore, StoreError, Timestamp};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
@@ -64,6 +64,8 @@ pub(crate) struct Broker {
     pub retained: RwLock<RetainedIndex<Arc<Message>>>,
     pub store: Store,
     pub metrics: Metrics,
+    /// One permit per open connection when `max_connections` is set.
+    pub connection_slots: Option<Arc<Semaphore>>,
     pub started: Instant,
     next_connection_id: AtomicU64,
     deadlines: Mutex<BTreeSet<(Timestamp, SessionKey)>>,
@@ -84,6 +86,9 @@ impl Broker {
         // Assigned client identifiers must not collide with those of an
         // earlier run, whose persistent sessions may be stored.
         let prefix = format!("tern-{:x}-", now.as_millis());
+        let connection_slots = config
+            .connection_limit()
+            .map(|limit| Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))));
         let broker = Self {
             settings: Arc::new(ProtocolSettings::new(&config, prefix)),
             limits: SessionLimits {
@@ -96,6 +101,7 @@ impl Broker {
             retained: RwLock::new(RetainedIndex::new()),
             store,
             metrics: Metrics::default(),
+            connection_slots,
             started: Instant::now(),
             next_connection_id: AtomicU64::new(1),
             deadlines: Mutex::new(BTreeSet::new()),

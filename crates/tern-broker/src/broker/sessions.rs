@@ -80,7 +80,7 @@ impl Broker {
                 let orphan_will = if created || resumable {
                     None
                 } else {
-                    self.replace_session(&cell, &mut session, request)
+                    self.replace_session(&cell, &mut session, request, now)
                 };
                 if let Some(pending) = self.submit(session.take_changes()) {
                     self.track_write(pending);
@@ -121,18 +121,20 @@ impl Broker {
     }
 
     /// Ends `session` and puts a new one in its place; returns the old
-    /// session's will, which is due when the session ends.
+    /// session's will, which is due when the session ends, as published
+    /// `now`.
     fn replace_session(
         &self,
         cell: &SessionCell,
         session: &mut Session,
         request: &OpenSession,
+        now: Timestamp,
     ) -> Option<Message> {
         let mut ops = session.take_changes();
         let will = if session.is_connected() {
             None
         } else {
-            session.take_due_will(Timestamp::from_millis(u64::MAX))
+            session.take_will().map(|will| will.into_message(now))
         };
         ops.extend(session.take_changes());
         if session.expiry().is_persistent() {
@@ -265,6 +267,11 @@ pub(crate) async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Recei
         let now = wall_clock();
         broker.run_due(now, &mut matches);
         broker.reap_writes();
+        // Back-pressure: writes never block; wait here, holding no lock.
+        tokio::select! {
+            () = stopped(&mut shutdown) => break,
+            _ready = broker.store.ready() => {}
+        }
         ticks = ticks.wrapping_add(1);
         if ticks.is_multiple_of(5) {
             broker.expire_store(now).await;

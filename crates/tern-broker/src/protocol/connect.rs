@@ -8,7 +8,7 @@ use tern_codec::{
     ConnAck, ConnAckProperties, Connect, LastWill, MAX_PACKET_SIZE, Packet, ProtocolVersion,
     Publish, PublishProperties, QoS, ReasonCode,
 };
-use tern_session::{Message, Resend, Session, SessionExpiry, Will};
+use tern_session::{Resend, Session, SessionExpiry, Will};
 
 use super::{Action, Now, OpenSession, Protocol, State};
 
@@ -19,7 +19,7 @@ pub(super) fn is_reserved_topic(topic: &str) -> bool {
 
 impl Protocol {
     /// The first CONNECT: accept it (and ask for the session) or refuse it.
-    pub(super) fn on_connect(&mut self, connect: Connect, now: Now, out: &mut Vec<Action>) {
+    pub(super) fn on_connect(&mut self, connect: Connect, out: &mut Vec<Action>) {
         self.version = connect.protocol;
         let v5 = self.version.is_v5();
         if v5 && connect.properties.authentication_method.is_some() {
@@ -75,12 +75,16 @@ impl Protocol {
                 .max(1);
             self.client.problem_information =
                 properties.request_problem_information.unwrap_or(true);
+            let outbound = properties
+                .topic_alias_maximum
+                .unwrap_or(0)
+                .min(self.settings.max_topic_alias_outbound);
+            self.outbound_aliases = super::aliases::OutboundAliases::new(outbound);
         }
         self.keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
         self.aliases = vec![None; usize::from(self.settings.max_topic_alias)];
         if let Some(will) = connect.will {
-            self.will_expiry_interval = will.properties.message_expiry_interval;
-            self.pending_will = Some(build_will(will, now));
+            self.pending_will = Some(build_will(will));
         }
         self.connack = self.connack_for(assigned, requested, server_keep_alive);
         self.state = State::Opening;
@@ -181,8 +185,9 @@ impl Protocol {
     }
 }
 
-/// The will of a CONNECT as a session keeps it.
-fn build_will(will: LastWill, now: Now) -> Will {
+/// The will of a CONNECT as a session keeps it: its Message Expiry
+/// Interval stays relative until the will is published.
+fn build_will(will: LastWill) -> Will {
     let delay = will.properties.will_delay_interval.unwrap_or(0);
     let mut publish = Publish::new(will.topic, will.payload);
     publish.qos = will.qos;
@@ -197,8 +202,5 @@ fn build_will(will: LastWill, now: Now) -> Will {
         user_properties: properties.user_properties,
         ..PublishProperties::default()
     });
-    Will {
-        message: Message::new(publish, now.wall),
-        delay,
-    }
+    Will::new(publish, delay)
 }

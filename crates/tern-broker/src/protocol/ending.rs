@@ -4,7 +4,7 @@
 //! will in each case.
 
 use tern_codec::{Disconnect, Packet, ReasonCode};
-use tern_session::{Message, Session, SessionExpiry, Timestamp};
+use tern_session::{Session, SessionExpiry};
 
 use super::{Action, Now, Protocol, State, WillFate};
 
@@ -84,26 +84,13 @@ impl Protocol {
                 session.discard_will();
             }
             session.disconnect(now.wall);
-            if let Some(will) = session.take_due_will(now.wall) {
-                out.push(Action::Route {
-                    message: self.will_message(will, now.wall),
-                    ack: None,
-                });
+            // Its expiry counts from now, when it is published.
+            if let Some(message) = session.take_due_will(now.wall) {
+                out.push(Action::Route { message, ack: None });
             }
         }
         self.state = State::Closed;
         out.push(Action::Close { reason });
-    }
-
-    /// The will as published now: its expiry counts from publication.
-    fn will_message(&self, will: Message, now: Timestamp) -> Message {
-        match self.will_expiry_interval {
-            Some(seconds) => Message::with_expiry(
-                will.publish().clone(),
-                Some(now.saturating_add_secs(seconds)),
-            ),
-            None => will,
-        }
     }
 
     /// `expiry` bounded by the configured maximum.

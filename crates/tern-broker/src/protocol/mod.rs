@@ -16,10 +16,12 @@
 //!   limits) and its acknowledgements;
 //! - `outbound`: delivery of queued messages and the client's
 //!   acknowledgements of them;
+//! - `aliases`: the topic aliases the broker assigns in what it sends;
 //! - `subscriptions`: SUBSCRIBE and UNSUBSCRIBE;
 //! - `ending`: DISCONNECT either way, refusals, errors and the will;
 //! - this module: the types and the dispatch.
 
+mod aliases;
 mod connect;
 mod ending;
 mod inbound;
@@ -215,10 +217,10 @@ pub struct Protocol {
     connack: tern_codec::ConnAck,
     /// The will of the CONNECT, until the session is open.
     pending_will: Option<Will>,
-    /// The will's Message Expiry Interval, counted from publication.
-    will_expiry_interval: Option<u32>,
     /// Inbound topic aliases (index = alias - 1).
     aliases: Vec<Option<ByteString>>,
+    /// Topic aliases assigned in what is sent to the client.
+    outbound_aliases: aliases::OutboundAliases,
     /// QoS 1 publishes received and not yet acknowledged.
     unacked_qos1: usize,
 }
@@ -243,8 +245,8 @@ impl Protocol {
             expiry: SessionExpiry::OnDisconnect,
             connack: tern_codec::ConnAck::default(),
             pending_will: None,
-            will_expiry_interval: None,
             aliases: Vec::new(),
+            outbound_aliases: aliases::OutboundAliases::default(),
             unacked_qos1: 0,
         }
     }
@@ -340,7 +342,7 @@ impl Protocol {
     /// Inputs before CONNECT: only CONNECT is allowed.
     fn before_session(&mut self, input: Input, deadline: Instant, now: Now, out: &mut Vec<Action>) {
         match input {
-            Input::Packet(Packet::Connect(connect)) => self.on_connect(*connect, now, out),
+            Input::Packet(Packet::Connect(connect)) => self.on_connect(*connect, out),
             Input::DecodeError(DecodeError::UnsupportedProtocolLevel(level)) => {
                 // Answer in the form the client most likely reads: MQTT 5's
                 // for a newer level, 3.1.1's (return code 1) for an older.

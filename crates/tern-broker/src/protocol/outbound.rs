@@ -3,7 +3,7 @@
 //! Maximum Packet Size, and the client's PUBACK, PUBREC and PUBCOMP.
 
 use tern_codec::{Ack, MAX_PACKET_SIZE, Packet, QoS, ReasonCode};
-use tern_session::{AckOutcome, Acknowledgement, InFlightState, Session, SessionError};
+use tern_session::{AckOutcome, Acknowledgement, DropReason, InFlightState, Session, SessionError};
 
 use super::{Action, Now, OutboundDrop, Protocol};
 
@@ -15,22 +15,21 @@ impl Protocol {
             let Some(publish) = session.next_delivery(now.wall) else {
                 return;
             };
-            let packet = Packet::Publish(publish);
+            let packet_id = publish.packet_id;
+            let mut packet = Packet::Publish(publish);
+            // Checked with the whole topic, so that an alias is bound
+            // only by a packet that is sent.
             if self.fits_client(&packet) {
+                if let Packet::Publish(publish) = &mut packet {
+                    self.outbound_aliases.apply(publish);
+                }
                 out.push(Action::Send(packet));
                 continue;
             }
-            // Too large for this client: drop it for this client only, and
-            // end its exchange so the packet identifier is free again.
-            if let Packet::Publish(publish) = &packet
-                && let Some(packet_id) = publish.packet_id
-            {
-                let ack = match publish.qos {
-                    QoS::ExactlyOnce => Acknowledgement::PubRecError,
-                    QoS::AtMostOnce | QoS::AtLeastOnce => Acknowledgement::PubAck,
-                };
-                let _completed = session.acknowledge(packet_id, ack);
-            }
+            // Too large for this client (MQTT 5 §3.1.2.11.4): dropped for
+            // this client only, counted, its packet identifier free again.
+            let dropped = session.drop_delivery(packet_id, DropReason::PacketTooLarge);
+            debug_assert!(dropped, "a message just taken is in flight");
             out.push(Action::Dropped(OutboundDrop::PacketTooLarge));
         }
         let more = session.queue().front().is_some_and(|front| {

@@ -28,6 +28,8 @@ pub struct ProtocolSettings {
     pub allow_zero_length_clientid: bool,
     /// Highest inbound topic alias.
     pub max_topic_alias: u16,
+    /// Most topic aliases assigned towards one MQTT 5 client (0: none).
+    pub max_topic_alias_outbound: u16,
     /// Longest session expiry granted, in seconds.
     pub session_expiry_max: Option<u32>,
     /// How long a connection may take to send CONNECT.
@@ -51,8 +53,13 @@ impl ProtocolSettings {
             max_qos: config.max_qos(),
             allow_zero_length_clientid: config.allow_zero_length_clientid,
             max_topic_alias: config.max_topic_alias,
+            max_topic_alias_outbound: config.max_topic_alias_outbound,
             session_expiry_max: config.session_expiry_max,
-            connect_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(
+                config
+                    .connect_timeout
+                    .clamp(1, crate::config::MAX_CONNECT_TIMEOUT),
+            ),
             assigned_id_prefix,
             deliveries_per_turn: 256,
         }

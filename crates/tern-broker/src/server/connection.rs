@@ -4,6 +4,9 @@
 //! [`Protocol`] with the session locked, performs the resulting actions,
 //! and writes everything one turn produced with a single `write_all`.
 //!
+//! Between turns it awaits the store's back-pressure
+//! ([`tern_session::SessionStore::ready`]) with no lock held.
+//!
 //! It waits, in one `select!` of cancel-safe futures, for: bytes from the
 //! socket, messages queued in its session, acknowledgements whose store
 //! writes completed, a keep-alive or CONNECT deadline, a takeover by
@@ -19,7 +22,7 @@ use bytes::BytesMut;
 use futures::FutureExt;
 use tern_codec::{Decoder, Packet, ProtocolVersion};
 use tern_router::Matches;
-use tern_session::Pending;
+use tern_session::{Pending, SessionStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
@@ -150,8 +153,26 @@ impl Connection {
             }
             self.reap_own_writes();
             self.flush().await;
+            self.await_store_capacity().await;
         }
         self.finish().await;
+    }
+
+    /// The store's back-pressure: when the disk cannot keep up and too
+    /// many writes wait, take no more input until it catches up. Awaited
+    /// here, between turns, with no lock held (writes themselves never
+    /// block); shutdown ends the wait. A closed store is reported by the
+    /// writes themselves.
+    async fn await_store_capacity(&mut self) {
+        let mut ready = self.broker.store.ready();
+        if (&mut ready).now_or_never().is_some() {
+            return;
+        }
+        tracing::debug!("waiting for the session store to catch up");
+        tokio::select! {
+            _ready = ready => {}
+            () = stopped(&mut self.shutdown) => {}
+        }
     }
 
     /// Waits for the next thing to do. Every branch is cancel-safe.
@@ -321,8 +342,8 @@ impl Connection {
                     cell.notify.notify_one();
                 }
             }
+            // Counted by the session (`Metrics::count_drops`).
             Action::Dropped(OutboundDrop::PacketTooLarge) => {
-                add(&self.broker.metrics.dropped_too_large, 1);
                 tracing::debug!("message larger than the client's maximum packet size dropped");
             }
             Action::Close { reason } => tracing::info!(%reason, "closing"),

@@ -1,8 +1,22 @@
 //! The accept loop of one listener. It owns the tasks of the connections
 //! it accepted (a `JoinSet`) and joins them before it ends.
+//!
+//! Floods and exhaustion:
+//! - with `max_connections` set, each connection holds a permit of the
+//!   broker's semaphore (shared by every listener) for its whole life; a
+//!   connection accepted when none is left is closed at once, before
+//!   anything is read, and counted (`connections_refused`);
+//! - an accept that fails for lack of resources (EMFILE, ENFILE, ENOBUFS:
+//!   file descriptors or memory exhausted) makes the loop pause
+//!   [`ACCEPT_BACKOFF`] instead of spinning, then accept again; errors of
+//!   one aborted connection do not pause it. Failures are logged at most
+//!   once per [`LOG_INTERVAL`], with the number left unlogged;
+//! - a socket that never sends CONNECT is closed after `connect_timeout`
+//!   by its own protocol state machine.
 
+use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -10,6 +24,12 @@ use tokio::task::{JoinError, JoinSet};
 
 use super::connection;
 use crate::broker::{Broker, stopped};
+use crate::metrics::add;
+
+/// The pause after an accept failed for lack of resources.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// At most one log line per this interval for each kind of event.
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Accepts connections until shutdown, then waits for every one of them
 /// to end (they watch the same shutdown signal).
@@ -20,21 +40,54 @@ pub(crate) async fn accept_loop(
 ) {
     let mut connections = JoinSet::new();
     let signal = shutdown.clone();
+    let mut accept_errors = RateLimited::default();
+    let mut refusals = RateLimited::default();
     loop {
         tokio::select! {
             () = stopped(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let permit = match &broker.connection_slots {
+                        None => None,
+                        Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+                            Ok(permit) => Some(permit),
+                            Err(_) => {
+                                // Closed before reading: the flood costs
+                                // one accept, nothing more.
+                                drop(stream);
+                                add(&broker.metrics.connections_refused, 1);
+                                if let Some(unlogged) = refusals.allow(Instant::now()) {
+                                    tracing::warn!(
+                                        %peer,
+                                        limit = broker.config.max_connections,
+                                        unlogged,
+                                        "max_connections reached: connection closed"
+                                    );
+                                }
+                                continue;
+                            }
+                        },
+                    };
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%error, %peer, "cannot disable Nagle's algorithm");
                     }
-                    let task = connection::serve(Arc::clone(&broker), stream, peer, signal.clone());
-                    connections.spawn(task);
+                    let broker = Arc::clone(&broker);
+                    let signal = signal.clone();
+                    connections.spawn(async move {
+                        connection::serve(broker, stream, peer, signal).await;
+                        drop(permit);
+                    });
                 }
                 Err(error) => {
-                    // Usually out of file descriptors: back off a little.
-                    tracing::warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let exhausted = is_resource_exhaustion(&error);
+                    if let Some(unlogged) = accept_errors.allow(Instant::now()) {
+                        tracing::warn!(%error, unlogged, exhausted, "accepting a connection failed");
+                    }
+                    if exhausted {
+                        // Out of file descriptors or memory: let some
+                        // connections end rather than spin on accept.
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
                 }
             },
             Some(joined) = connections.join_next(), if !connections.is_empty() => log_join(joined),
@@ -46,8 +99,71 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// Whether an accept error means the process or system ran out of
+/// something (then retrying at once would spin), rather than one
+/// connection failing before it was accepted.
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    !matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::PermissionDenied
+    )
+}
+
+/// Lets an event be logged at most once per [`LOG_INTERVAL`], counting
+/// the occurrences in between.
+#[derive(Debug, Default)]
+struct RateLimited {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    /// `Some(occurrences not logged since the last line)` if this one may
+    /// be logged at `now`; `None` if it is suppressed.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= LOG_INTERVAL);
+        if !due {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 fn log_join(joined: Result<(), JoinError>) {
     if let Err(error) = joined {
         tracing::error!(%error, "a connection task failed; this is a bug, please report it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_at_most_once_per_interval_and_counts_the_rest() {
+        let mut limit = RateLimited::default();
+        let start = Instant::now();
+        assert_eq!(limit.allow(start), Some(0));
+        for millis in [1, 10, 999] {
+            assert_eq!(limit.allow(start + Duration::from_millis(millis)), None);
+        }
+        assert_eq!(limit.allow(start + LOG_INTERVAL), Some(3));
+        assert_eq!(limit.allow(start + LOG_INTERVAL), None);
+    }
+
+    #[test]
+    fn exhaustion_backs_off_but_an_aborted_connection_does_not() {
+        let emfile = io::Error::from_raw_os_error(24);
+        assert!(is_resource_exhaustion(&emfile));
+        let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
+        assert!(!is_resource_exhaustion(&aborted));
     }
 }

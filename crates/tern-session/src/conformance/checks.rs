@@ -2,7 +2,7 @@
 
 use std::num::NonZeroU32;
 
-use tern_codec::{ByteString, QoS, SubscriptionOptions, TopicFilter};
+use tern_codec::{ByteString, Publish, QoS, SubscriptionOptions, TopicFilter};
 
 use super::{Harness, at, enqueue, id, message, put, record, seqs, verified, write};
 use crate::session::{InFlight, Subscription, Will};
@@ -33,10 +33,12 @@ pub fn sessions_round_trip<H: Harness>(mut harness: H) {
             identifier: NonZeroU32::new(12),
         },
     );
-    rich.will = Some(Will {
-        message: message("will/rich", QoS::AtLeastOnce, Some(50_000)),
-        delay: 15,
-    });
+    let mut will = Publish::new("will/rich", "gone");
+    will.qos = QoS::AtLeastOnce;
+    will.retain = true;
+    will.properties_mut().message_expiry_interval = Some(50);
+    will.properties_mut().user_properties = vec![("origin".into(), "conformance".into())];
+    rich.will = Some(Will::new(will, 15));
     let plain = record("plain", SessionExpiry::Never, None);
     write(&store, vec![put(rich.clone()), put(plain.clone())]);
     let ids = store.client_ids().expect("client ids");
@@ -469,4 +471,30 @@ pub fn writes_survive_reopen<H: Harness>(mut harness: H) {
     let store = harness.reopen(store);
     assert_eq!(store.client_ids().expect("ids"), Vec::<ByteString>::new());
     assert_eq!(store.retained().expect("retained").len(), 1);
+}
+
+/// With nothing waiting, [`SessionStore::ready`] completes at once, and
+/// writes submitted before it are all applied once they complete.
+pub fn an_idle_store_is_ready_for_writes<H: Harness>(mut harness: H) {
+    let store = harness.open();
+    if let Err(error) = store.ready().wait() {
+        panic!("an idle store is not ready: {error}");
+    }
+    write(&store, vec![put(record("c", SessionExpiry::Never, None))]);
+    let pending: Vec<_> = (0..64)
+        .map(|seq| {
+            store.write(vec![enqueue(
+                "c",
+                seq,
+                message("t", QoS::AtLeastOnce, None),
+            )])
+        })
+        .collect();
+    if let Err(error) = store.ready().wait() {
+        panic!("ready failed: {error}");
+    }
+    for write in pending {
+        write.wait().expect("applied");
+    }
+    assert_eq!(verified(&store).queued_messages, 64);
 }

@@ -52,6 +52,7 @@ macro_rules! session_store_conformance {
             concurrent_writers_all_land,
             session_model_round_trip,
             writes_survive_reopen,
+            an_idle_store_is_ready_for_writes,
         );
     };
     (@tests $harness:expr; $($name:ident,)*) => {

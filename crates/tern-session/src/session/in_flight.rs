@@ -149,6 +149,11 @@ impl InFlightWindow {
         self.entries.insert(packet_id, entry);
     }
 
+    /// Removes the entry for `packet_id`, whatever its state.
+    pub fn remove(&mut self, packet_id: PacketId) -> Option<InFlight> {
+        self.entries.remove(&packet_id)
+    }
+
     /// Applies an acknowledgement from the client.
     pub fn acknowledge(
         &mut self,

@@ -39,12 +39,52 @@ pub struct Subscription {
 }
 
 /// A will message and its delay (MQTT 5 Will Delay Interval, seconds).
+///
+/// The will keeps its Message Expiry Interval *relative*: MQTT 5
+/// (§3.1.3.2.4) counts a will's expiry from its publication, which may
+/// come long after CONNECT (a Will Delay Interval, a session that outlives
+/// its connection). [`Will::into_message`] turns it into a [`Message`]
+/// with an absolute expiry time at publication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Will {
-    /// The message to publish.
-    pub message: Message,
+    /// Normalised: no packet identifier, DUP or topic alias; the Message
+    /// Expiry Interval property is kept.
+    publish: Publish,
+    delay: u32,
+}
+
+impl Will {
+    /// The will `publish` (its QoS and retain flag are those of the will),
+    /// published `delay` seconds after the connection ends. Packet
+    /// identifier, DUP and topic alias are cleared.
+    pub fn new(mut publish: Publish, delay: u32) -> Self {
+        publish.packet_id = None;
+        publish.dup = false;
+        if publish.properties().topic_alias.is_some() {
+            publish.properties_mut().topic_alias = None;
+        }
+        Self { publish, delay }
+    }
+
+    /// The will as a PUBLISH, with its Message Expiry Interval (relative).
+    pub fn publish(&self) -> &Publish {
+        &self.publish
+    }
+
     /// Seconds between the end of the connection and publication.
-    pub delay: u32,
+    pub fn delay(&self) -> u32 {
+        self.delay
+    }
+
+    /// The Message Expiry Interval, counted from publication.
+    pub fn expiry_interval(&self) -> Option<u32> {
+        self.publish.properties().message_expiry_interval
+    }
+
+    /// The message published at `published_at`: its expiry counts from then.
+    pub fn into_message(self, published_at: Timestamp) -> Message {
+        Message::new(self.publish, published_at)
+    }
 }
 
 /// Per-session limits, named as Mosquitto names them.
@@ -296,6 +336,33 @@ impl Session {
         Some(publish)
     }
 
+    /// Drops a message just taken with [`Session::next_delivery`] instead
+    /// of sending it (one larger than the client's Maximum Packet Size, for
+    /// example), counting the drop under `reason`. A QoS 1 or 2 message
+    /// (`packet_id` given) leaves the in-flight window and the store, and
+    /// its packet identifier is free again. Returns false, counting
+    /// nothing, if `packet_id` has no message in flight (none, or a QoS 2
+    /// exchange past PUBREC, whose message was delivered).
+    pub fn drop_delivery(&mut self, packet_id: Option<PacketId>, reason: DropReason) -> bool {
+        if let Some(packet_id) = packet_id {
+            let has_message = self
+                .in_flight
+                .get(packet_id)
+                .is_some_and(|entry| entry.message().is_some());
+            if !has_message {
+                return false;
+            }
+            self.in_flight.remove(packet_id);
+            let client_id = self.record.client_id.clone();
+            self.journal(Op::RemoveInFlight {
+                client_id,
+                packet_id,
+            });
+        }
+        self.queue.count_drop(reason);
+        true
+    }
+
     /// Applies PUBACK, PUBREC or PUBCOMP from the client.
     pub fn acknowledge(
         &mut self,
@@ -372,17 +439,27 @@ impl Session {
         Some(self.expires_at().map_or(due, |end| due.min(end)))
     }
 
-    /// Takes the will if it is due at `now`, for the broker to publish.
+    /// Takes the will if it is due at `now`, for the broker to publish
+    /// now: the message's expiry counts from `now`.
     pub fn take_due_will(&mut self, now: Timestamp) -> Option<Message> {
         if self.will_due_at()? > now {
             return None;
         }
-        let will = self.record.will.take()?;
-        self.journal_record();
-        Some(will.message)
+        self.take_will().map(|will| will.into_message(now))
     }
 
-    /// Drops every queued message expired at `now` (a periodic tick).
+    /// Takes the will whether or not it is due, connected or not (a
+    /// session that ends early, replaced by a clean start, owes its will
+    /// now). The caller publishes it with [`Will::into_message`].
+    pub fn take_will(&mut self) -> Option<Will> {
+        let will = self.record.will.take()?;
+        self.journal_record();
+        Some(will)
+    }
+
+    /// Drops every queued message expired at `now`, wherever it is in the
+    /// queue: an optional sweep. Without it, expired messages are dropped
+    /// when they reach the front (the queue's documented policy).
     pub fn drop_expired(&mut self, now: Timestamp) -> usize {
         let expired = self.queue.remove_expired(now);
         for dropped in &expired {

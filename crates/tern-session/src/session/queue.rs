@@ -9,8 +9,11 @@
 //! 3. otherwise the oldest message is dropped
 //!    ([`DropReason::QueueFullOldest`]).
 //!
-//! Messages whose expiry time has passed are dropped when they reach the
-//! front ([`DropReason::Expired`]). Every drop is counted by reason.
+//! Expiry plays no part in that choice: messages whose expiry time has
+//! passed are dropped when they reach the front ([`DropReason::Expired`]),
+//! or by an explicit sweep ([`MessageQueue::remove_expired`]). Every drop
+//! is counted by reason, including those of messages already taken for
+//! delivery ([`DropReason::PacketTooLarge`], counted by the session).
 
 use std::collections::VecDeque;
 
@@ -27,6 +30,9 @@ pub enum DropReason {
     QueueFullOldest,
     /// The message expired before it could be delivered.
     Expired,
+    /// The message, taken for delivery, was larger than the client's
+    /// Maximum Packet Size (MQTT 5 §3.1.2.11.4).
+    PacketTooLarge,
 }
 
 /// How many messages a session dropped, by reason.
@@ -38,6 +44,8 @@ pub struct DropCounters {
     pub queue_full_oldest: u64,
     /// Dropped under [`DropReason::Expired`].
     pub expired: u64,
+    /// Dropped under [`DropReason::PacketTooLarge`].
+    pub packet_too_large: u64,
 }
 
 impl DropCounters {
@@ -47,12 +55,13 @@ impl DropCounters {
             DropReason::QueueFullQos0 => self.queue_full_qos0 += 1,
             DropReason::QueueFullOldest => self.queue_full_oldest += 1,
             DropReason::Expired => self.expired += 1,
+            DropReason::PacketTooLarge => self.packet_too_large += 1,
         }
     }
 
     /// All drops, whatever the reason.
     pub fn total(&self) -> u64 {
-        self.queue_full_qos0 + self.queue_full_oldest + self.expired
+        self.queue_full_qos0 + self.queue_full_oldest + self.expired + self.packet_too_large
     }
 }
 
@@ -129,6 +138,11 @@ impl MessageQueue {
     /// Drops counted so far.
     pub fn drops(&self) -> DropCounters {
         self.drops
+    }
+
+    /// Counts a drop of a message that already left the queue.
+    pub(super) fn count_drop(&mut self, reason: DropReason) {
+        self.drops.count(reason);
     }
 
     /// The next message to deliver, without removing it.
@@ -323,6 +337,29 @@ mod tests {
             queue.pop(Timestamp::from_millis(200), |_| true, &mut expired),
             None
         );
+    }
+
+    #[test]
+    fn a_full_queue_ignores_expiry_until_the_front() {
+        // The documented policy: expired messages are dropped when they
+        // reach the front, not first when the queue is full.
+        let mut queue = MessageQueue::new(2);
+        queue.push(message(QoS::AtLeastOnce, "live", None));
+        queue.push(message(QoS::AtLeastOnce, "dead", Some(5)));
+        let pushed = queue.push(message(QoS::AtLeastOnce, "next", None));
+        let (dropped, reason) = pushed.dropped.expect("full");
+        assert_eq!(
+            (dropped.message.topic(), reason),
+            ("live", DropReason::QueueFullOldest)
+        );
+        let mut expired = Vec::new();
+        let next = queue.pop(Timestamp::from_millis(10), |_| true, &mut expired);
+        assert_eq!(
+            next.map(|queued| queued.message.topic().to_owned()),
+            Some("next".into())
+        );
+        assert_eq!(expired.len(), 1);
+        assert_eq!(queue.drops().expired, 1);
     }
 
     #[test]

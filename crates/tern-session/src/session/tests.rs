@@ -290,10 +290,7 @@ fn session_expiry_counts_from_the_disconnection() {
 
 #[test]
 fn will_is_due_at_the_earlier_of_its_delay_and_the_session_end() {
-    let will = |delay| Will {
-        message: message(QoS::AtLeastOnce, "will"),
-        delay,
-    };
+    let will = |delay| Will::new(message(QoS::AtLeastOnce, "will").publish().clone(), delay);
     let mut session = persistent();
     session.connect(at(0), 10, Some(will(30)));
     assert_eq!(session.will_due_at(), None, "not while connected");
@@ -418,4 +415,88 @@ fn restoring_a_session_stored_as_connected_disconnects_it() {
     restored.connect(at(6_000), 10, None);
     let next = restored.next_delivery(at(6_000));
     assert_eq!(next.and_then(|publish| publish.packet_id), Some(id(2)));
+}
+
+fn will_publish(expiry_interval: Option<u32>) -> Publish {
+    let mut publish = Publish::new("will", "gone");
+    publish.qos = QoS::AtLeastOnce;
+    publish.properties_mut().message_expiry_interval = expiry_interval;
+    publish
+}
+
+#[test]
+fn a_delayed_will_counts_its_expiry_from_publication() {
+    // MQTT 5 §3.1.3.2.4: the will's Message Expiry Interval starts when it
+    // is published, not at CONNECT.
+    let mut session = persistent();
+    session.connect(at(0), 10, Some(Will::new(will_publish(Some(10)), 30)));
+    session.disconnect(at(100_000));
+    let published_at = at(130_000);
+    let message = session.take_due_will(published_at).expect("due");
+    assert_eq!(message.expires_at(), Some(at(140_000)));
+    assert!(!message.is_expired(published_at));
+    assert_eq!(
+        message
+            .to_publish(published_at, None, false)
+            .properties()
+            .message_expiry_interval,
+        Some(10)
+    );
+}
+
+#[test]
+fn take_will_takes_it_whenever_asked() {
+    let mut session = persistent();
+    session.connect(at(0), 10, Some(Will::new(will_publish(None), 600)));
+    let will = session.take_will().expect("taken while connected");
+    assert_eq!((will.delay(), will.expiry_interval()), (600, None));
+    assert_eq!(names(&session.take_changes()), ["PutSession"]);
+    assert_eq!(session.take_will(), None);
+    assert_eq!(
+        will.into_message(at(5)).expires_at(),
+        None,
+        "no interval, no expiry"
+    );
+}
+
+#[test]
+fn a_message_in_flight_can_be_dropped_and_counted() {
+    let mut session = persistent();
+    session.enqueue(message(QoS::AtLeastOnce, "big"));
+    session.enqueue(message(QoS::AtMostOnce, "big0"));
+    let publish = session.next_delivery(at(0)).expect("a message");
+    session.take_changes();
+    assert!(session.drop_delivery(publish.packet_id, DropReason::PacketTooLarge));
+    assert!(session.in_flight().is_empty());
+    assert_eq!(names(&session.take_changes()), ["RemoveInFlight"]);
+    assert!(
+        !session.drop_delivery(publish.packet_id, DropReason::PacketTooLarge),
+        "already gone"
+    );
+    let qos0 = session.next_delivery(at(0)).expect("the QoS 0 one");
+    assert!(session.drop_delivery(qos0.packet_id, DropReason::PacketTooLarge));
+    assert!(session.take_changes().is_empty(), "QoS 0 is not stored");
+    assert_eq!(session.drops().packet_too_large, 2);
+    assert_eq!(session.drops().total(), 2);
+    // The packet identifier is free again.
+    session.enqueue(message(QoS::AtLeastOnce, "small"));
+    assert_eq!(
+        session.next_delivery(at(0)).and_then(|p| p.packet_id),
+        Some(id(2)),
+        "allocation moves on, and 1 is free for later"
+    );
+}
+
+#[test]
+fn a_qos2_exchange_past_pubrec_is_not_dropped() {
+    let mut session = persistent();
+    session.enqueue(message(QoS::ExactlyOnce, "two"));
+    let packet_id = session.next_delivery(at(0)).and_then(|p| p.packet_id);
+    let packet_id = packet_id.expect("QoS 2 has a packet id");
+    session
+        .acknowledge(packet_id, Acknowledgement::PubRec)
+        .expect("in flight");
+    assert!(!session.drop_delivery(Some(packet_id), DropReason::PacketTooLarge));
+    assert_eq!(session.drops().total(), 0);
+    assert_eq!(session.in_flight().len(), 1, "PUBCOMP still awaited");
 }

@@ -143,19 +143,19 @@ impl Op {
                 self.name()
             )));
         }
-        let message = match self {
-            Self::PutSession(record) => record.will.as_ref().map(|will| &will.message),
-            Self::Enqueue { message, .. } | Self::PutRetained(message) => Some(message),
-            Self::PutInFlight { entry, .. } => entry.message(),
+        let publish = match self {
+            Self::PutSession(record) => record.will.as_ref().map(Will::publish),
+            Self::Enqueue { message, .. } | Self::PutRetained(message) => Some(message.publish()),
+            Self::PutInFlight { entry, .. } => entry.message().map(Message::publish),
             _ => None,
         };
-        if let Some(message) = message
-            && let Err(error) = message.publish().validate_topic()
+        if let Some(publish) = publish
+            && let Err(error) = publish.validate_topic()
         {
             return Err(StoreError::InvalidWrite(format!(
                 "{}: the topic {:?} is not a valid topic name: {error}",
                 self.name(),
-                message.topic()
+                &*publish.topic
             )));
         }
         Ok(())
@@ -254,6 +254,17 @@ pub trait SessionStore: Send + Sync {
     /// Completes when everything written before is on disk, whatever the
     /// durability setting.
     fn flush(&self) -> Pending<()>;
+
+    /// Completes when the store has room for more writes: the explicit
+    /// back-pressure of a store whose writes queue up (see
+    /// [`SledConfig::queue_depth`](crate::SledConfig::queue_depth)).
+    /// [`SessionStore::write`] never blocks and never refuses for lack of
+    /// room; a caller that produces writes in a loop awaits this between
+    /// rounds, outside any lock, so that the queue stays bounded. The
+    /// default (a store that applies writes at once) is always ready.
+    fn ready(&self) -> Pending<()> {
+        Pending::ready(Ok(()))
+    }
 
     /// Loads one session with its messages.
     fn load_session(&self, client_id: &str) -> Result<Option<StoredSession>, StoreError>;

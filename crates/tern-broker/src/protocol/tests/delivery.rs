@@ -129,6 +129,99 @@ fn messages_over_the_client_maximum_packet_size_are_dropped() {
         1,
         "the big one is not in flight"
     );
+    assert_eq!(
+        harness.session().drops().packet_too_large,
+        1,
+        "counted as a drop, not acknowledged"
+    );
+}
+
+/// A connected MQTT 5 client announcing Topic Alias Maximum `client_max`,
+/// to a broker assigning up to `broker_max` outbound aliases.
+fn with_outbound_aliases(client_max: Option<u16>, broker_max: u16) -> Harness {
+    let mut harness = Harness::with_settings(|settings| {
+        settings.max_topic_alias_outbound = broker_max;
+    });
+    let mut request = connect(ProtocolVersion::V5, "c");
+    request.properties.topic_alias_maximum = client_max;
+    harness.connect_with(request, None);
+    harness
+}
+
+/// The (topic, alias) of each PUBLISH delivered for `topics`, one by one.
+fn delivered_topics(harness: &mut Harness, topics: &[&str]) -> Vec<(String, Option<u16>)> {
+    let mut got = Vec::new();
+    for topic in topics {
+        let actions = harness.deliver(message(topic, QoS::AtMostOnce, 1));
+        for publish in publishes(&actions) {
+            got.push((publish.topic.to_string(), publish.properties().topic_alias));
+        }
+    }
+    got
+}
+
+#[test]
+fn outbound_topic_aliases_use_the_lower_maximum_and_reassign_the_oldest() {
+    let mut harness = with_outbound_aliases(Some(2), 10);
+    let got = delivered_topics(&mut harness, &["a/1", "a/1", "b/2", "c/3", "a/1"]);
+    let expected = [
+        ("a/1", Some(1)),
+        ("", Some(1)),
+        ("b/2", Some(2)),
+        ("c/3", Some(1)),
+        ("a/1", Some(2)),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(topic, alias)| ((*topic).to_owned(), *alias))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn no_outbound_aliases_unless_both_sides_allow_them() {
+    let plain = |topics: &[&str]| -> Vec<(String, Option<u16>)> {
+        topics
+            .iter()
+            .map(|topic| ((*topic).to_owned(), None))
+            .collect()
+    };
+    // Off by default in the broker.
+    let mut harness = with_outbound_aliases(Some(5), 0);
+    assert_eq!(
+        delivered_topics(&mut harness, &["t", "t"]),
+        plain(&["t", "t"])
+    );
+    // The client announced no Topic Alias Maximum.
+    let mut harness = with_outbound_aliases(None, 5);
+    assert_eq!(
+        delivered_topics(&mut harness, &["t", "t"]),
+        plain(&["t", "t"])
+    );
+    // MQTT 3.1.1 has no topic aliases.
+    let mut harness = Harness::with_settings(|settings| settings.max_topic_alias_outbound = 5);
+    harness.connect_with(connect(ProtocolVersion::V3_1_1, "old"), None);
+    assert_eq!(
+        delivered_topics(&mut harness, &["t", "t"]),
+        plain(&["t", "t"])
+    );
+}
+
+#[test]
+fn a_dropped_message_binds_no_alias() {
+    let mut harness = Harness::with_settings(|settings| settings.max_topic_alias_outbound = 5);
+    let mut request = connect(ProtocolVersion::V5, "c");
+    request.properties.topic_alias_maximum = Some(5);
+    request.properties.maximum_packet_size = Some(64);
+    harness.connect_with(request, None);
+    let actions = harness.deliver(message("t", QoS::AtLeastOnce, 100));
+    assert!(actions.contains(&Action::Dropped(OutboundDrop::PacketTooLarge)));
+    let got = delivered_topics(&mut harness, &["t"]);
+    assert_eq!(
+        got,
+        [("t".to_owned(), Some(1))],
+        "sent in full with its alias"
+    );
 }
 
 #[test]

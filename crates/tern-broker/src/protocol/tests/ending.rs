@@ -102,6 +102,20 @@ fn a_delayed_will_waits_unless_the_session_ends_first() {
 }
 
 #[test]
+fn a_delayed_will_counts_its_expiry_from_publication_not_connect() {
+    // Will Delay 5 s, Message Expiry Interval 30 s, lost 100 s after
+    // CONNECT: published 105 s after CONNECT, alive until 135 s.
+    let mut harness = with_will(ProtocolVersion::V5, 5, 600);
+    harness.advance(Duration::from_secs(100));
+    harness.input(Input::ConnectionLost);
+    let due = harness.now().wall.saturating_add_secs(5);
+    let will = harness.session().take_due_will(due).expect("due");
+    assert!(!will.is_expired(due), "expired before it was published");
+    assert_eq!(will.expires_at(), Some(due.saturating_add_secs(30)));
+    assert_eq!(will.remaining_expiry(due), Some(30));
+}
+
+#[test]
 fn keep_alive_timeout_publishes_the_will() {
     let mut harness = Harness::new();
     let mut request = connect(ProtocolVersion::V5, "c");

@@ -1,6 +1,7 @@
 //! Group commit: one thread applies every write, another makes them durable.
 //!
-//! Writers send jobs over a bounded channel and get a [`Pending`] back. The
+//! Writers send jobs over an unbounded channel and get a [`Pending`] back
+//! (the bound is the [`Backlog`](super::backlog::Backlog) callers wait on). The
 //! *committer* takes the first job, then every job already waiting (up to a
 //! limit): that is one *group*. It builds the whole group into one overlay
 //! and applies it as one atomic sled batch. Then, with
@@ -22,6 +23,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+
+use super::backlog::Backlog;
 use std::thread::JoinHandle;
 
 use futures::channel::oneshot;
@@ -88,6 +91,8 @@ pub(super) struct Committer {
     pub(super) flusher: Option<SyncSender<Vec<Outcome>>>,
     pub(super) flusher_thread: Option<JoinHandle<Result<(), StoreError>>>,
     pub(super) stats: Arc<Counters>,
+    /// Jobs submitted and not yet applied.
+    pub(super) backlog: Arc<Backlog>,
 }
 
 /// What the committer and flusher have done, for [`CommitStats`].
@@ -131,8 +136,11 @@ impl Committer {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
+            let count = group.len();
             self.commit(group);
+            self.backlog.removed(count);
         }
+        self.backlog.wake_all();
         self.flusher = None;
         match self.flusher_thread.take() {
             Some(handle) => handle.join().unwrap_or(Err(StoreError::Closed)),

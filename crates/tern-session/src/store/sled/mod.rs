@@ -14,6 +14,7 @@
 //! is what a crash between flushes looks like as well.
 
 mod apply;
+mod backlog;
 mod committer;
 mod flusher;
 mod keys;
@@ -23,12 +24,13 @@ mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 
 use tern_codec::ByteString;
 
 use self::apply::{client_id, corrupt};
+use self::backlog::Backlog;
 pub use self::committer::CommitStats;
 use self::committer::{Counters, Job};
 use self::keys::Key;
@@ -48,8 +50,9 @@ pub struct SledConfig {
     pub cache_capacity: u64,
     /// Most jobs combined into one commit group. Default: 1024.
     pub max_group_jobs: usize,
-    /// Jobs that may wait for the committer; beyond that, writers block
-    /// until it catches up (back-pressure). Default: 4096.
+    /// Writes that may wait for the committer before
+    /// [`SessionStore::ready`] asks callers to wait (back-pressure when
+    /// the disk cannot keep up). A write itself never blocks. Default: 4096.
     pub queue_depth: usize,
 }
 
@@ -67,18 +70,21 @@ impl Default for SledConfig {
 /// A session store in a data directory; see the module docs.
 ///
 /// [`SessionStore::write`] hands the write to the committer thread and
-/// returns at once; it blocks the caller only when `queue_depth` jobs are
-/// already waiting (back-pressure when the disk cannot keep up). Reads go
-/// to sled directly. Dropping the store flushes and stops its committer
+/// returns at once, never blocking, even with a lock held on an async
+/// worker. Back-pressure is explicit: once `queue_depth` writes wait,
+/// [`SessionStore::ready`] completes only when the committer has caught
+/// up, and callers await it (outside their locks) before taking on more
+/// work. Reads go to sled directly. Dropping the store flushes and stops its committer
 /// and flusher threads; [`SledStore::close`] does the same and reports a
 /// failure.
 #[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
     path: PathBuf,
-    jobs: Option<SyncSender<Job>>,
+    jobs: Option<Sender<Job>>,
     committer: Option<JoinHandle<Result<(), StoreError>>>,
     stats: Arc<Counters>,
+    backlog: Arc<Backlog>,
 }
 
 impl SledStore {
@@ -119,10 +125,15 @@ impl SledStore {
         job: impl FnOnce(futures::channel::oneshot::Sender<Result<T, StoreError>>) -> Job,
     ) -> Pending<T> {
         let (reply, pending) = Pending::channel();
-        match &self.jobs {
-            Some(jobs) if jobs.send(job(reply)).is_ok() => pending,
-            _ => Pending::ready(Err(StoreError::Closed)),
+        let Some(jobs) = &self.jobs else {
+            return Pending::ready(Err(StoreError::Closed));
+        };
+        self.backlog.added();
+        if jobs.send(job(reply)).is_err() {
+            self.backlog.removed(1);
+            return Pending::ready(Err(StoreError::Closed));
         }
+        pending
     }
 
     fn scan_prefix(
@@ -153,6 +164,13 @@ impl SessionStore for SledStore {
 
     fn flush(&self) -> Pending<()> {
         self.submit(Job::Flush)
+    }
+
+    fn ready(&self) -> Pending<()> {
+        if self.jobs.is_none() {
+            return Pending::ready(Err(StoreError::Closed));
+        }
+        self.backlog.ready()
     }
 
     fn load_session(&self, client_id: &str) -> Result<Option<StoredSession>, StoreError> {

@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use super::backlog::Backlog;
 use super::committer::{Committer, Counters};
 use super::flusher::Flusher;
 use super::{SCHEMA_VERSION, SledConfig, SledStore, keys};
@@ -49,7 +50,9 @@ pub(super) fn open(path: &Path, config: SledConfig) -> Result<SledStore, StoreEr
         stats: Arc::clone(&stats),
     };
     let flusher_thread = spawn("tern-session-flush", path, move || flusher.run())?;
-    let (jobs, receiver) = mpsc::sync_channel(depth);
+    // Unbounded: submitting never blocks; `Backlog` is the bound.
+    let (jobs, receiver) = mpsc::channel();
+    let backlog = Arc::new(Backlog::new(depth));
     let committer = Committer {
         db: db.clone(),
         path: path.to_path_buf(),
@@ -60,6 +63,7 @@ pub(super) fn open(path: &Path, config: SledConfig) -> Result<SledStore, StoreEr
         flusher: Some(to_flusher),
         flusher_thread: Some(flusher_thread),
         stats: Arc::clone(&stats),
+        backlog: Arc::clone(&backlog),
     };
     // If this fails, dropping `committer` stops the flusher it owns.
     let handle = spawn("tern-session-commit", path, move || committer.run())?;
@@ -69,6 +73,7 @@ pub(super) fn open(path: &Path, config: SledConfig) -> Result<SledStore, StoreEr
         jobs: Some(jobs),
         committer: Some(handle),
         stats,
+        backlog,
     })
 }
 

@@ -25,7 +25,7 @@
 //!
 //! | bytes | field                                                      |
 //! |-------|------------------------------------------------------------|
-//! | 1     | format = 1                                                 |
+//! | 1     | format = 2 (1 is still read, see below)                    |
 //! | 4     | session expiry interval, seconds                           |
 //! | 1     | flags: bit 0 = disconnected, bit 1 = has a will            |
 //! | 8     | disconnection time, ms (0 while connected)                 |
@@ -36,13 +36,19 @@
 //! The options byte is QoS (bits 0-1), no local (2), retain as published
 //! (3) and retain handling (4-5), as in SUBSCRIBE. The client identifier is
 //! in the key only.
+//!
+//! The will's message record has no expiry time in its header: a will's
+//! Message Expiry Interval counts from its publication, so it stays in
+//! the PUBLISH as a property. Format 1 (earlier builds) stored an absolute
+//! time counted from CONNECT; it is read as the interval left at the
+//! disconnection (0 for a session stored as connected: already expired).
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
 use bytes::{Buf, BufMut, BytesMut};
 use tern_codec::{
-    ByteString, Decoder, MAX_PACKET_SIZE, Packet, ProtocolVersion, QoS, RetainHandling,
+    ByteString, Decoder, MAX_PACKET_SIZE, Packet, ProtocolVersion, Publish, QoS, RetainHandling,
     SubscriptionOptions, TopicFilter,
 };
 
@@ -51,6 +57,8 @@ use crate::store::SessionRecord;
 use crate::{Message, SessionExpiry, StoreError, Timestamp};
 
 const FORMAT: u8 = 1;
+/// The session record's format: 2 since wills keep a relative expiry.
+const SESSION_FORMAT: u8 = 2;
 const HAS_EXPIRY: u8 = 0b01;
 const DISCONNECTED: u8 = 0b01;
 const HAS_WILL: u8 = 0b10;
@@ -59,12 +67,20 @@ const HAS_WILL: u8 = 0b10;
 pub(super) type DecodeResult<T> = Result<T, String>;
 
 pub(super) fn encode_message(message: &Message, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    encode_publish(message.publish(), message.expires_at(), out)
+}
+
+/// A message record of `publish`, written as is (with its properties).
+fn encode_publish(
+    publish: &Publish,
+    expires_at: Option<Timestamp>,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     out.put_u8(FORMAT);
-    out.put_u8(message.qos().as_u8());
-    let expires_at = message.expires_at();
+    out.put_u8(publish.qos.as_u8());
     out.put_u8(if expires_at.is_some() { HAS_EXPIRY } else { 0 });
     out.put_u64(expires_at.map_or(0, Timestamp::as_millis));
-    let mut publish = message.publish().clone();
+    let mut publish = publish.clone();
     publish.qos = QoS::AtMostOnce;
     publish.packet_id = None;
     let mut packet = BytesMut::new();
@@ -92,6 +108,12 @@ pub(super) fn message_expiry(bytes: &[u8]) -> DecodeResult<Option<Timestamp>> {
 }
 
 pub(super) fn decode_message(bytes: &[u8]) -> DecodeResult<Message> {
+    let (publish, expires_at) = decode_publish(bytes)?;
+    Ok(Message::with_expiry(publish, expires_at))
+}
+
+/// The PUBLISH of a message record, properties kept, and its expiry time.
+fn decode_publish(bytes: &[u8]) -> DecodeResult<(Publish, Option<Timestamp>)> {
     let mut reader = bytes;
     check_format(&mut reader, "message")?;
     let qos = QoS::from_bits(take_u8(&mut reader, "message QoS")?)
@@ -113,7 +135,7 @@ pub(super) fn decode_message(bytes: &[u8]) -> DecodeResult<Message> {
     }
     publish.qos = qos;
     let expires_at = (flags & HAS_EXPIRY != 0).then_some(Timestamp::from_millis(at));
-    Ok(Message::with_expiry(publish, expires_at))
+    Ok((publish, expires_at))
 }
 
 pub(super) fn encode_in_flight(entry: &InFlight) -> Result<Vec<u8>, StoreError> {
@@ -148,7 +170,7 @@ pub(super) fn decode_in_flight(bytes: &[u8]) -> DecodeResult<InFlight> {
 
 pub(super) fn encode_session(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(64);
-    out.put_u8(FORMAT);
+    out.put_u8(SESSION_FORMAT);
     out.put_u32(record.expiry.interval());
     let mut flags = 0;
     if record.disconnected_at.is_some() {
@@ -172,9 +194,9 @@ pub(super) fn encode_session(record: &SessionRecord) -> Result<Vec<u8>, StoreErr
         out.put_u32(subscription.identifier.map_or(0, NonZeroU32::get));
     }
     if let Some(will) = &record.will {
-        out.put_u32(will.delay);
+        out.put_u32(will.delay());
         let mut message = Vec::with_capacity(64);
-        encode_message(&will.message, &mut message)?;
+        encode_publish(will.publish(), None, &mut message)?;
         let len = u32::try_from(message.len())
             .map_err(|_| StoreError::InvalidWrite("a will message over 4 GiB".into()))?;
         out.put_u32(len);
@@ -186,7 +208,7 @@ pub(super) fn encode_session(record: &SessionRecord) -> Result<Vec<u8>, StoreErr
 /// Reads only the expiry time of a session record.
 pub(super) fn session_expiry(bytes: &[u8]) -> DecodeResult<Option<Timestamp>> {
     let mut reader = bytes;
-    check_format(&mut reader, "session")?;
+    session_format(&mut reader)?;
     let expiry = SessionExpiry::from_interval(take_u32(&mut reader, "session expiry")?);
     let flags = take_u8(&mut reader, "session flags")?;
     let at = take_u64(&mut reader, "disconnection time")?;
@@ -197,7 +219,7 @@ pub(super) fn session_expiry(bytes: &[u8]) -> DecodeResult<Option<Timestamp>> {
 
 pub(super) fn decode_session(client_id: ByteString, bytes: &[u8]) -> DecodeResult<SessionRecord> {
     let mut reader = bytes;
-    check_format(&mut reader, "session")?;
+    let format = session_format(&mut reader)?;
     let expiry = SessionExpiry::from_interval(take_u32(&mut reader, "session expiry")?);
     let flags = take_u8(&mut reader, "session flags")?;
     let at = take_u64(&mut reader, "disconnection time")?;
@@ -221,8 +243,25 @@ pub(super) fn decode_session(client_id: ByteString, bytes: &[u8]) -> DecodeResul
     let will = if flags & HAS_WILL != 0 {
         let delay = take_u32(&mut reader, "will delay")?;
         let len = take_u32(&mut reader, "will length")? as usize;
-        let message = decode_message(take_bytes(&mut reader, len, "will message")?)?;
-        Some(Will { message, delay })
+        let (mut publish, expires_at) =
+            decode_publish(take_bytes(&mut reader, len, "will message")?)?;
+        if let Some(expires_at) = expires_at {
+            if format >= SESSION_FORMAT {
+                return Err("a will message with an absolute expiry time".into());
+            }
+            let from = if flags & DISCONNECTED != 0 {
+                Timestamp::from_millis(at).min(expires_at)
+            } else {
+                expires_at
+            };
+            let left = expires_at
+                .saturating_duration_since(from)
+                .as_millis()
+                .div_ceil(1000);
+            publish.properties_mut().message_expiry_interval =
+                Some(u32::try_from(left).unwrap_or(u32::MAX));
+        }
+        Some(Will::new(publish, delay))
     } else {
         None
     };
@@ -267,6 +306,16 @@ fn options_from_byte(byte: u8) -> DecodeResult<SubscriptionOptions> {
         retain_as_published: byte & 0b1000 != 0,
         retain_handling,
     })
+}
+
+/// Reads the session record's format byte: 1 or 2.
+fn session_format(reader: &mut &[u8]) -> DecodeResult<u8> {
+    match take_u8(reader, "session")? {
+        format @ (FORMAT | SESSION_FORMAT) => Ok(format),
+        other => Err(format!(
+            "session record format {other}; this build reads formats {FORMAT} and {SESSION_FORMAT}"
+        )),
+    }
 }
 
 fn check_format(reader: &mut &[u8], what: &str) -> DecodeResult<()> {

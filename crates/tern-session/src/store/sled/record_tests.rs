@@ -17,6 +17,13 @@ fn rich_message(qos: QoS, expires_at: Option<u64>) -> Message {
     Message::with_expiry(publish, expires_at.map(Timestamp::from_millis))
 }
 
+/// A will with a Message Expiry Interval (relative) and other properties.
+fn rich_will() -> Publish {
+    let mut publish = rich_message(QoS::AtLeastOnce, None).publish().clone();
+    publish.properties_mut().message_expiry_interval = Some(9);
+    publish
+}
+
 fn encoded(message: &Message) -> Vec<u8> {
     let mut out = Vec::new();
     encode_message(message, &mut out).expect("encodable");
@@ -81,10 +88,7 @@ fn rich_session() -> SessionRecord {
         expiry: SessionExpiry::After(3600),
         disconnected_at: Some(Timestamp::from_millis(1_000)),
         subscriptions,
-        will: Some(Will {
-            message: rich_message(QoS::AtLeastOnce, Some(9_000)),
-            delay: 30,
-        }),
+        will: Some(Will::new(rich_will(), 30)),
     }
 }
 
@@ -154,4 +158,34 @@ fn flipped_bytes_never_panic() {
             let _ = decode_session("c".into(), &damaged);
         }
     }
+}
+
+#[test]
+fn a_will_keeps_its_relative_expiry_interval() {
+    let record = rich_session();
+    let bytes = encode_session(&record).expect("encodable");
+    let decoded = decode_session("client-1".into(), &bytes).expect("decodes");
+    let will = decoded.will.expect("a will");
+    assert_eq!(will.expiry_interval(), Some(9));
+    assert_eq!(will.delay(), 30);
+}
+
+#[test]
+fn format_1_wills_are_read_as_the_interval_left_at_disconnection() {
+    // Format 1: the will's message record held an absolute expiry time.
+    let will = Message::with_expiry(rich_will(), Some(Timestamp::from_millis(9_500)));
+    let mut will_record = Vec::new();
+    encode_message(&will, &mut will_record).expect("encodable");
+    let mut bytes = vec![FORMAT];
+    bytes.extend_from_slice(&60u32.to_be_bytes()); // session expiry
+    bytes.push(DISCONNECTED | HAS_WILL);
+    bytes.extend_from_slice(&1_000u64.to_be_bytes()); // disconnected at
+    bytes.extend_from_slice(&0u32.to_be_bytes()); // no subscriptions
+    bytes.extend_from_slice(&7u32.to_be_bytes()); // will delay
+    bytes.extend_from_slice(&u32::try_from(will_record.len()).unwrap().to_be_bytes());
+    bytes.extend_from_slice(&will_record);
+    let decoded = decode_session("old".into(), &bytes).expect("format 1 is read");
+    let will = decoded.will.expect("a will");
+    assert_eq!(will.delay(), 7);
+    assert_eq!(will.expiry_interval(), Some(9), "8.5 s left, rounded up");
 }
