@@ -142,12 +142,12 @@ impl Protocol {
                 .then_some(settings.receive_maximum),
             topic_alias_maximum: (settings.max_topic_alias > 0).then_some(settings.max_topic_alias),
             maximum_qos: (settings.max_qos < QoS::ExactlyOnce).then_some(settings.max_qos),
-            retain_available: Some(settings.retain_available),
+            // Absent means available: only a restriction is announced, so
+            // the CONNACK stays small for clients with a tiny Maximum
+            // Packet Size.
+            retain_available: (!settings.retain_available).then_some(false),
             maximum_packet_size: (settings.max_packet_size < MAX_PACKET_SIZE)
                 .then_some(settings.max_packet_size),
-            wildcard_subscription_available: Some(true),
-            subscription_identifiers_available: Some(true),
-            shared_subscription_available: Some(true),
             ..ConnAckProperties::default()
         };
         connack

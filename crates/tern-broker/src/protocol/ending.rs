@@ -59,7 +59,39 @@ impl Protocol {
         if !detail.is_empty() {
             disconnect.properties.reason_string = Some(detail.into());
         }
-        out.push(Action::Send(Packet::Disconnect(Box::new(disconnect))));
+        let packet = self.within_client_limit(Packet::Disconnect(Box::new(disconnect)));
+        out.push(Action::Send(packet));
+    }
+
+    /// Drops the Reason String and User Properties of a packet the broker
+    /// writes when they would make it larger than the client's Maximum
+    /// Packet Size: MQTT 5 §3.1.2.11.4 lets a server leave them out, and
+    /// [MQTT-3.1.2-24] forbids the larger packet.
+    pub(super) fn within_client_limit(&self, mut packet: Packet) -> Packet {
+        let limit = self.client.maximum_packet_size as usize;
+        let fits = |packet: &Packet| {
+            packet
+                .encoded_len(self.version)
+                .is_ok_and(|len| len <= limit)
+        };
+        if !self.version.is_v5() || fits(&packet) {
+            return packet;
+        }
+        match &mut packet {
+            Packet::PubAck(ack)
+            | Packet::PubRec(ack)
+            | Packet::PubRel(ack)
+            | Packet::PubComp(ack) => {
+                ack.properties.reason_string = None;
+                ack.properties.user_properties.clear();
+            }
+            Packet::Disconnect(disconnect) => {
+                disconnect.properties.reason_string = None;
+                disconnect.properties.user_properties.clear();
+            }
+            _ => {}
+        }
+        packet
     }
 
     /// Refuses a CONNECT with `reason` in CONNACK and closes.

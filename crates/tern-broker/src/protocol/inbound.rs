@@ -22,10 +22,11 @@ impl Protocol {
         if self.client.problem_information && !detail.is_empty() {
             body.properties.reason_string = Some(detail.into());
         }
-        match ack.qos {
+        let packet = match ack.qos {
             QoS::ExactlyOnce => Packet::PubRec(body),
             QoS::AtMostOnce | QoS::AtLeastOnce => Packet::PubAck(body),
-        }
+        };
+        self.within_client_limit(packet)
     }
 
     /// A PUBLISH from the client.
@@ -87,7 +88,10 @@ impl Protocol {
                 ack: Some(ack),
             }),
             // A redelivery of a QoS 2 message not yet released.
-            Some(ack) => out.push(Action::AckInOrder(ack)),
+            Some(ack) => out.push(Action::AckInOrder {
+                ack,
+                outcome: RouteOutcome::Delivered,
+            }),
         }
     }
 
@@ -115,7 +119,8 @@ impl Protocol {
         Ok(())
     }
 
-    /// A PUBLISH to `$SYS`: not routed. MQTT 5 clients are told (0x87);
+    /// A PUBLISH to `$SYS`: not routed, but acknowledged in order with the
+    /// other publishes of this client. MQTT 5 clients are told (0x87);
     /// older ones cannot be, and are acknowledged as Mosquitto does.
     fn refuse_reserved(
         &mut self,
@@ -126,17 +131,19 @@ impl Protocol {
         let Some(ack) = ack else {
             return;
         };
-        if self.version.is_v5() {
-            let detail = "$SYS topics are published by the broker only";
-            let refusal = self.ack_packet(ack, ReasonCode::NotAuthorized, detail);
-            out.push(Action::Send(refusal));
-            return;
+        match ack.qos {
+            QoS::AtLeastOnce => self.unacked_qos1 += 1,
+            // Before MQTT 5 the exchange goes on: the PUBREL that follows
+            // must find the identifier. An MQTT 5 PUBREC with an error ends it.
+            QoS::ExactlyOnce if !self.version.is_v5() => {
+                session.receive_qos2(ack.packet_id);
+            }
+            _ => {}
         }
-        if ack.qos == QoS::ExactlyOnce {
-            // So that the PUBREL that follows finds the identifier.
-            session.receive_qos2(ack.packet_id);
-        }
-        out.push(Action::Send(self.ack_packet(ack, ReasonCode::Success, "")));
+        out.push(Action::AckInOrder {
+            ack,
+            outcome: RouteOutcome::ReservedTopic,
+        });
     }
 
     /// A routed message is stored: acknowledge it.
@@ -154,6 +161,11 @@ impl Protocol {
         let (reason, detail) = match outcome {
             RouteOutcome::Delivered => (ReasonCode::Success, ""),
             RouteOutcome::NoSubscribers => (ReasonCode::NoMatchingSubscribers, ""),
+            RouteOutcome::ReservedTopic if self.version.is_v5() => (
+                ReasonCode::NotAuthorized,
+                "$SYS topics are published by the broker only",
+            ),
+            RouteOutcome::ReservedTopic => (ReasonCode::Success, ""),
             RouteOutcome::StoreFailed if !self.version.is_v5() => {
                 // No way to say it before MQTT 5: close without
                 // acknowledging, so that the client publishes again.

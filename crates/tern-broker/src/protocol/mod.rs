@@ -103,6 +103,9 @@ pub enum RouteOutcome {
     NoSubscribers,
     /// The session store failed: the message may be lost.
     StoreFailed,
+    /// Not routed: the topic is reserved for the broker (`$SYS`). MQTT 5
+    /// clients are told (0x87); older ones are acknowledged as Mosquitto does.
+    ReservedTopic,
 }
 
 /// What the runtime should do, in order.
@@ -121,9 +124,15 @@ pub enum Action {
         /// The acknowledgement owed once the message is stored.
         ack: Option<InboundAck>,
     },
-    /// Answer [`Input::Routed`] for `ack` after every earlier route is
-    /// durable, keeping acknowledgements in order (a QoS 2 duplicate).
-    AckInOrder(InboundAck),
+    /// Answer [`Input::Routed`] with `outcome` for `ack` after every
+    /// earlier route is durable, keeping acknowledgements in order (a QoS 2
+    /// duplicate, or a publish that is refused without being routed).
+    AckInOrder {
+        /// The acknowledgement owed.
+        ack: InboundAck,
+        /// What to acknowledge with.
+        outcome: RouteOutcome,
+    },
     /// Add or replace a subscription in the router (the session has it).
     Subscribe {
         /// The filter.

@@ -305,9 +305,9 @@ impl Connection {
                     None => self.own_writes.extend(routed.pendings),
                 }
             }
-            Action::AckInOrder(ack) => {
+            Action::AckInOrder { ack, outcome } => {
                 let pendings = std::mem::take(&mut self.own_writes);
-                self.acks.push(ack, RouteOutcome::Delivered, pendings);
+                self.acks.push(ack, outcome, pendings);
             }
             Action::Subscribe {
                 filter,

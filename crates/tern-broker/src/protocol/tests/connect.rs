@@ -82,10 +82,11 @@ fn connect_asks_for_the_session_then_answers_connack() {
     assert_eq!(properties.topic_alias_maximum, Some(10));
     assert_eq!(properties.maximum_packet_size, Some(1024 * 1024));
     assert_eq!(properties.maximum_qos, None, "QoS 2 is the default");
-    assert_eq!(properties.retain_available, Some(true));
-    assert_eq!(properties.wildcard_subscription_available, Some(true));
-    assert_eq!(properties.subscription_identifiers_available, Some(true));
-    assert_eq!(properties.shared_subscription_available, Some(true));
+    // Absent means available: only restrictions are announced.
+    assert_eq!(properties.retain_available, None);
+    assert_eq!(properties.wildcard_subscription_available, None);
+    assert_eq!(properties.subscription_identifiers_available, None);
+    assert_eq!(properties.shared_subscription_available, None);
     assert_eq!(properties.assigned_client_identifier, None);
     assert!(harness.protocol.is_connected());
 }

@@ -78,7 +78,13 @@ fn qos2_is_routed_exactly_once() {
     again.dup = true;
     let actions = harness.publish(again);
     assert!(routed(&actions).is_empty());
-    assert_eq!(actions, [Action::AckInOrder(ack)]);
+    assert_eq!(
+        actions,
+        [Action::AckInOrder {
+            ack,
+            outcome: RouteOutcome::Delivered
+        }]
+    );
 
     let actions = harness.packet(Packet::PubRel(Ack::new(id(7))));
     assert_eq!(sent(&actions), [&Packet::PubComp(Ack::new(id(7)))]);
@@ -151,11 +157,25 @@ fn more_unacknowledged_messages_than_the_receive_maximum_disconnect() {
     );
 }
 
+/// The acknowledgement a refused `$SYS` publish gets once every earlier
+/// publish of the client is acknowledged.
+fn refusal_of(harness: &mut Harness, actions: &[Action]) -> Vec<Action> {
+    assert!(routed(actions).is_empty(), "a $SYS publish is never routed");
+    let [Action::AckInOrder { ack, outcome }] = actions else {
+        panic!("expected an acknowledgement in order, got {actions:?}");
+    };
+    assert_eq!(*outcome, RouteOutcome::ReservedTopic);
+    harness.input(Input::Routed {
+        ack: *ack,
+        outcome: *outcome,
+    })
+}
+
 #[test]
 fn a_client_may_not_publish_to_sys() {
     let mut harness = Harness::connected(ProtocolVersion::V5);
     let actions = harness.publish(publish("$SYS/broker/uptime", QoS::AtLeastOnce, Some(1)));
-    assert!(routed(&actions).is_empty());
+    let actions = refusal_of(&mut harness, &actions);
     let Packet::PubAck(ack) = sent(&actions)[0] else {
         panic!("expected PUBACK");
     };
@@ -173,6 +193,7 @@ fn a_client_may_not_publish_to_sys() {
     request.properties.request_problem_information = Some(false);
     harness.connect_with(request, None);
     let actions = harness.publish(publish("$SYS/x", QoS::ExactlyOnce, Some(2)));
+    let actions = refusal_of(&mut harness, &actions);
     let Packet::PubRec(ack) = sent(&actions)[0] else {
         panic!("expected PUBREC");
     };
@@ -182,8 +203,26 @@ fn a_client_may_not_publish_to_sys() {
     // MQTT 3.1.1 cannot be told: acknowledged, not routed.
     let mut harness = Harness::connected(ProtocolVersion::V3_1_1);
     let actions = harness.publish(publish("$SYS/x", QoS::AtLeastOnce, Some(1)));
-    assert!(routed(&actions).is_empty());
+    let actions = refusal_of(&mut harness, &actions);
     assert_eq!(sent(&actions), [&Packet::PubAck(Ack::new(id(1)))]);
+}
+
+#[test]
+fn a_reason_string_is_left_out_when_it_would_exceed_the_clients_maximum_packet_size() {
+    let mut harness = Harness::new();
+    let mut request = connect(ProtocolVersion::V5, "c");
+    request.properties.maximum_packet_size = Some(20);
+    harness.connect_with(request, None);
+    let actions = harness.publish(publish("$SYS/x", QoS::AtLeastOnce, Some(1)));
+    let actions = refusal_of(&mut harness, &actions);
+    let Packet::PubAck(ack) = sent(&actions)[0] else {
+        panic!("expected PUBACK");
+    };
+    assert_eq!(ack.reason_code, ReasonCode::NotAuthorized);
+    assert_eq!(
+        ack.properties.reason_string, None,
+        "it would not fit in 20 bytes"
+    );
 }
 
 #[test]
