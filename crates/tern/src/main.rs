@@ -8,6 +8,7 @@
 //! use too. Errors become `anyhow` errors here, at the edge, and are printed
 //! with what went wrong and what to do about it.
 
+mod bench;
 mod connection;
 mod format;
 mod properties;
@@ -36,6 +37,8 @@ enum Command {
     Pub(publish::PubArgs),
     /// Subscribe to topics and print the messages, like mosquitto_sub.
     Sub(subscribe::SubArgs),
+    /// Load-test a broker (emqtt-bench style): connections, throughput, latency, losses.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Pub(args) => run_client(publish::run(args)),
         Command::Sub(args) => run_client(subscribe::run(args)),
+        Command::Bench(args) => bench::run_command(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,157 @@
+//! `tern bench` against real brokers: Tern itself (`tern serve --in-memory`)
+//! and Debian's Mosquitto, to show that the bench measures any broker.
+//! Each test runs `tern bench pairs` for about two seconds at QoS 1 in a
+//! closed loop and checks the JSON result: messages flowed and none was
+//! lost. Every process is bounded in time and killed when dropped.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const TERN: &str = env!("CARGO_BIN_EXE_tern");
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+/// The longest a broker may take to listen, or a bench to finish.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A child process, killed and reaped when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+/// Starts a broker with `start(port)` and waits until it accepts connections.
+fn broker(start: impl Fn(u16) -> Command) -> (Guard, u16) {
+    let port = free_port();
+    let mut command = start(port);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    let broker = Guard(command.spawn().expect("the broker starts"));
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the broker never listened on {port}"
+        );
+        sleep(Duration::from_millis(50));
+    }
+    (broker, port)
+}
+
+/// Runs `tern bench pairs` at QoS 1 against `port` and returns its JSON.
+fn bench_pairs(port: u16) -> serde_json::Value {
+    let port = port.to_string();
+    let args = [
+        "bench",
+        "pairs",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-q",
+        "1",
+        "-c",
+        "4",
+        "-d",
+        "2",
+        "--inflight",
+        "50",
+        "--threads",
+        "2",
+        "--quiet",
+        "--json",
+    ];
+    let child = Command::new(TERN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tern bench starts");
+    let mut bench = Guard(child);
+    let deadline = Instant::now() + PATIENCE;
+    while bench
+        .0
+        .try_wait()
+        .expect("waiting for tern bench")
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "tern bench did not finish in time"
+        );
+        sleep(Duration::from_millis(50));
+    }
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    use std::io::Read;
+    if let Some(mut out) = bench.0.stdout.take() {
+        out.read_to_string(&mut stdout).expect("bench output");
+    }
+    if let Some(mut err) = bench.0.stderr.take() {
+        err.read_to_string(&mut stderr).expect("bench errors");
+    }
+    let status = bench.0.wait().expect("bench status");
+    assert!(status.success(), "tern bench failed: {stderr}\n{stdout}");
+    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+}
+
+fn check(result: &serde_json::Value) {
+    assert_eq!(result["scenario"], "pairs");
+    assert_eq!(result["lost"], 0, "{result:#}");
+    assert_eq!(result["errors"], 0, "{result:#}");
+    assert_eq!(result["connections"], 8, "{result:#}");
+    assert!(
+        result["sent_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{result:#}"
+    );
+    assert!(
+        result["received_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{result:#}"
+    );
+    assert_eq!(result["received"], result["expected"], "{result:#}");
+    assert!(
+        result["latency_us"]["count"].as_u64().unwrap_or(0) > 0,
+        "{result:#}"
+    );
+    assert!(result["latency_us"]["p99"].as_u64() >= result["latency_us"]["p50"].as_u64());
+}
+
+#[test]
+fn bench_pairs_against_tern_loses_nothing_at_qos_1() {
+    let (_broker, port) = broker(|port| {
+        let mut command = Command::new(TERN);
+        command.args(["serve", "--in-memory", "--log", "warn", "--listen"]);
+        command.arg(format!("127.0.0.1:{port}"));
+        command
+    });
+    check(&bench_pairs(port));
+}
+
+#[test]
+fn bench_pairs_against_mosquitto_loses_nothing_at_qos_1() {
+    assert!(
+        Path::new(MOSQUITTO).is_file(),
+        "{MOSQUITTO} is missing: apt-get install mosquitto"
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (_broker, port) = broker(|port| {
+        let config = dir.path().join("mosquitto.conf");
+        let text = format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n");
+        std::fs::write(&config, text).expect("the Mosquitto configuration");
+        let mut command = Command::new(MOSQUITTO);
+        command.arg("-c").arg(config);
+        command
+    });
+    check(&bench_pairs(port));
+}
