@@ -52,10 +52,24 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("tern: error: {error:#}");
+            eprintln!("tern: error: {}", describe(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, without repeating a cause that an
+/// outer message already quotes (library errors often include their source).
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Runs a client subcommand on a single-threaded runtime: a client has one
@@ -77,5 +91,14 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn causes_already_quoted_are_not_repeated() {
+        let io = std::io::Error::other("disk full");
+        let error = anyhow::Error::new(io).context("cannot write: disk full; free some space");
+        assert_eq!(describe(&error), "cannot write: disk full; free some space");
+        let error = anyhow::Error::new(std::io::Error::other("denied")).context("cannot open FILE");
+        assert_eq!(describe(&error), "cannot open FILE: denied");
     }
 }
