@@ -61,9 +61,9 @@ impl Publish {
     ) -> Result<Self, DecodeError> {
         // The fixed header parser has already rejected QoS 3 and DUP on QoS 0.
         let qos = QoS::from_bits((flags >> 1) & 0b11)?;
-        let topic = reader.string()?;
-        if !topic.is_empty() || !version.is_v5() {
-            validate_topic_name(&topic).map_err(DecodeError::InvalidTopicName)?;
+        let topic = reader.topic_name()?;
+        if topic.is_empty() && !version.is_v5() {
+            return Err(DecodeError::InvalidTopicName(TopicError::Empty));
         }
         let packet_id = match qos {
             QoS::AtMostOnce => None,

@@ -148,10 +148,11 @@ pub(crate) fn read_boxed_properties<P: PropertySet>(
     reader: &mut Reader,
     packet: PacketType,
 ) -> Result<Option<Box<P>>, DecodeError> {
-    let len = reader.variable_integer()? as usize;
-    if len == 0 {
+    // Most messages have no properties: a single zero byte.
+    if reader.skip_if(0) {
         return Ok(None);
     }
+    let len = reader.variable_integer()? as usize;
     let section = reader.take(len)?;
     let mut properties = Box::<P>::default();
     fill_properties(section, packet, &mut *properties)?;
