@@ -155,6 +155,16 @@ impl TopicFilter {
         Some(&self.text[SHARED_PREFIX.len()..group_end])
     }
 
+    /// The same filter in its own allocation. A decoded filter shares the
+    /// receive buffer it came in; one kept for the life of a session should
+    /// not keep that whole buffer alive.
+    pub fn detached(&self) -> Self {
+        Self {
+            text: ByteString::from(self.as_str()),
+            filter_start: self.filter_start,
+        }
+    }
+
     /// True for `$share/...` filters.
     pub fn is_shared(&self) -> bool {
         self.filter_start != 0

@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use tern_codec::{
     ConnAck, ConnAckProperties, Connect, LastWill, MAX_PACKET_SIZE, Packet, ProtocolVersion,
     Publish, PublishProperties, QoS, ReasonCode,
 };
 use tern_session::{Resend, Session, SessionExpiry, Will};
 
-use super::{Action, Now, OpenSession, Protocol, State};
+use super::{Action, Now, OpenSession, Protocol, State, detach};
 
 /// Topics clients may not publish to, wills included.
 pub(super) fn is_reserved_topic(topic: &str) -> bool {
@@ -64,7 +65,7 @@ impl Protocol {
             let prefix = &self.settings.assigned_id_prefix;
             format!("{prefix}{}", self.connection_id).into()
         } else {
-            connect.client_id.clone()
+            detach(&connect.client_id)
         };
         if v5 {
             let properties = &connect.properties;
@@ -187,19 +188,28 @@ impl Protocol {
 
 /// The will of a CONNECT as a session keeps it: its Message Expiry
 /// Interval stays relative until the will is published.
+/// The will as a message to publish later, copied out of the receive buffer
+/// (it lives as long as the session; see [`detach`]).
 fn build_will(will: LastWill) -> Will {
     let delay = will.properties.will_delay_interval.unwrap_or(0);
-    let mut publish = Publish::new(will.topic, will.payload);
+    let mut publish = Publish::new(detach(&will.topic), Bytes::copy_from_slice(&will.payload));
     publish.qos = will.qos;
     publish.retain = will.retain;
     let properties = will.properties;
     publish.set_properties(PublishProperties {
         payload_format_indicator: properties.payload_format_indicator,
         message_expiry_interval: properties.message_expiry_interval,
-        content_type: properties.content_type,
-        response_topic: properties.response_topic,
-        correlation_data: properties.correlation_data,
-        user_properties: properties.user_properties,
+        content_type: properties.content_type.as_ref().map(detach),
+        response_topic: properties.response_topic.as_ref().map(detach),
+        correlation_data: properties
+            .correlation_data
+            .as_deref()
+            .map(Bytes::copy_from_slice),
+        user_properties: properties
+            .user_properties
+            .iter()
+            .map(|(name, value)| (detach(name), detach(value)))
+            .collect(),
         ..PublishProperties::default()
     });
     Will::new(publish, delay)

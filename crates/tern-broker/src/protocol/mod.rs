@@ -42,6 +42,13 @@ use tern_session::{Message, Session, SessionExpiry, Subscription, Timestamp, Wil
 
 pub use settings::ProtocolSettings;
 
+/// `text` in its own allocation. Strings decoded from a packet share the
+/// connection's receive buffer; one kept for the life of a session (a client
+/// id, a will) must not keep a whole buffer chunk alive.
+pub(crate) fn detach(text: &ByteString) -> ByteString {
+    ByteString::from(&**text)
+}
+
 /// The current time, in the two forms the protocol needs: monotonic for
 /// keep alive, wall clock for expiry times that are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

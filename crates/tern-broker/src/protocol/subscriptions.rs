@@ -42,7 +42,8 @@ impl Protocol {
                 options,
                 identifier,
             };
-            let previous = session.subscribe(filter.clone(), subscription);
+            // The session keeps the filter: copy it out of the receive buffer.
+            let previous = session.subscribe(filter.detached(), subscription);
             reason_codes.push(granted(options.qos));
             let send_retained = !filter.is_shared()
                 && match options.retain_handling {
