@@ -1,6 +1,8 @@
 //! Property tests of the retained index against a brute-force scan of every
 //! retained topic with the reference matcher.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -12,23 +14,11 @@ const TOPIC_LEVELS: &[&str] = &["a", "b", "", "$s", "a-level-longer-than-inline"
 const FILTER_LEVELS: &[&str] = &["a", "b", "", "$s", "+"];
 
 fn topic() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(TOPIC_LEVELS), 1..5)
-        .prop_map(|levels| levels.join("/"))
-        .prop_filter("topic names are not empty", |topic| !topic.is_empty())
+    common::topic(TOPIC_LEVELS, 5)
 }
 
 fn filter() -> impl Strategy<Value = String> {
-    (
-        prop::collection::vec(prop::sample::select(FILTER_LEVELS), 0..5),
-        any::<bool>(),
-    )
-        .prop_map(|(mut levels, multi)| {
-            if multi || levels.is_empty() {
-                levels.push("#");
-            }
-            levels.join("/")
-        })
-        .prop_filter("filters are not empty", |filter| !filter.is_empty())
+    common::plain_filter(FILTER_LEVELS, 5)
 }
 
 #[derive(Debug, Clone)]

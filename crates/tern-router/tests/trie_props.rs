@@ -9,6 +9,8 @@
 //! highest QoS, with all its identifiers; exactly one member per matching
 //! shared group.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 
@@ -22,24 +24,12 @@ const FILTER_LEVELS: &[&str] = &["a", "b", "", "$s", "+"];
 const GROUPS: &[&str] = &["g", "h"];
 
 fn topic() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(TOPIC_LEVELS), 1..4)
-        .prop_map(|levels| levels.join("/"))
-        .prop_filter("topic names are not empty", |topic| !topic.is_empty())
+    common::topic(TOPIC_LEVELS, 4)
 }
 
 /// A plain filter: some levels, maybe followed by `#`, or `#` alone.
 fn plain_filter() -> impl Strategy<Value = String> {
-    (
-        prop::collection::vec(prop::sample::select(FILTER_LEVELS), 0..4),
-        any::<bool>(),
-    )
-        .prop_map(|(mut levels, multi)| {
-            if multi || levels.is_empty() {
-                levels.push("#");
-            }
-            levels.join("/")
-        })
-        .prop_filter("filters are not empty", |filter| !filter.is_empty())
+    common::plain_filter(FILTER_LEVELS, 4)
 }
 
 /// A filter, shared one time in four.

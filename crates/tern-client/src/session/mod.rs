@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use tern_codec::{
-    Ack, ConnAck, DecodeError, Disconnect, Packet, ProtocolVersion, Publish, QoS,
+    Ack, ConnAck, DecodeError, Disconnect, Packet, PacketId, ProtocolVersion, Publish, QoS,
     SubscribeProperties, SubscriptionOptions, TopicFilter, UnsubscribeProperties,
 };
 
@@ -188,16 +188,9 @@ impl ClientSession {
         properties: SubscribeProperties,
         now: Instant,
     ) -> Result<RequestId, CommandError> {
-        self.check_connected()?;
-        if filters.is_empty() {
-            return Err(CommandError::NoTopicFilters);
-        }
-        let request = RequestId(self.next_request);
-        let packet_id = self
-            .outgoing
-            .allocate(Awaiting::SubAck(request, filters.len()))
-            .ok_or(CommandError::PacketIdsExhausted)?;
-        self.new_request();
+        let (request, packet_id) = self.start_filter_request(filters.len(), |request, count| {
+            Awaiting::SubAck(request, count)
+        })?;
         let subscribe = tern_codec::Subscribe {
             packet_id,
             properties,
@@ -207,6 +200,26 @@ impl ClientSession {
         Ok(request)
     }
 
+    /// Checks a SUBSCRIBE or UNSUBSCRIBE of `count` filters can be sent and
+    /// allocates its request and packet identifier.
+    fn start_filter_request(
+        &mut self,
+        count: usize,
+        awaiting: impl FnOnce(RequestId, usize) -> Awaiting,
+    ) -> Result<(RequestId, PacketId), CommandError> {
+        self.check_connected()?;
+        if count == 0 {
+            return Err(CommandError::NoTopicFilters);
+        }
+        let request = RequestId(self.next_request);
+        let packet_id = self
+            .outgoing
+            .allocate(awaiting(request, count))
+            .ok_or(CommandError::PacketIdsExhausted)?;
+        self.new_request();
+        Ok((request, packet_id))
+    }
+
     /// Unsubscribes from topic filters; ends with [`Event::Unsubscribed`].
     pub fn unsubscribe(
         &mut self,
@@ -214,16 +227,9 @@ impl ClientSession {
         properties: UnsubscribeProperties,
         now: Instant,
     ) -> Result<RequestId, CommandError> {
-        self.check_connected()?;
-        if filters.is_empty() {
-            return Err(CommandError::NoTopicFilters);
-        }
-        let request = RequestId(self.next_request);
-        let packet_id = self
-            .outgoing
-            .allocate(Awaiting::UnsubAck(request, filters.len()))
-            .ok_or(CommandError::PacketIdsExhausted)?;
-        self.new_request();
+        let (request, packet_id) = self.start_filter_request(filters.len(), |request, count| {
+            Awaiting::UnsubAck(request, count)
+        })?;
         let unsubscribe = tern_codec::Unsubscribe {
             packet_id,
             properties,

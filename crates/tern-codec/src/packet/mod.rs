@@ -73,6 +73,25 @@ pub enum PacketType {
 }
 
 impl PacketType {
+    /// Every control packet type, in the order of their numbers.
+    pub const ALL: [Self; 15] = [
+        Self::Connect,
+        Self::ConnAck,
+        Self::Publish,
+        Self::PubAck,
+        Self::PubRec,
+        Self::PubRel,
+        Self::PubComp,
+        Self::Subscribe,
+        Self::SubAck,
+        Self::Unsubscribe,
+        Self::UnsubAck,
+        Self::PingReq,
+        Self::PingResp,
+        Self::Disconnect,
+        Self::Auth,
+    ];
+
     fn from_nibble(nibble: u8, version: ProtocolVersion) -> Result<Self, DecodeError> {
         use PacketType::*;
         Ok(match nibble {

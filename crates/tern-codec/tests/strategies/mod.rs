@@ -34,23 +34,7 @@ pub const VERSIONS: [ProtocolVersion; 3] = [
 ];
 
 /// Every control packet type.
-pub const PACKET_TYPES: [PacketType; 15] = [
-    PacketType::Connect,
-    PacketType::ConnAck,
-    PacketType::Publish,
-    PacketType::PubAck,
-    PacketType::PubRec,
-    PacketType::PubRel,
-    PacketType::PubComp,
-    PacketType::Subscribe,
-    PacketType::SubAck,
-    PacketType::Unsubscribe,
-    PacketType::UnsubAck,
-    PacketType::PingReq,
-    PacketType::PingResp,
-    PacketType::Disconnect,
-    PacketType::Auth,
-];
+pub const PACKET_TYPES: [PacketType; 15] = PacketType::ALL;
 
 /// The CONNACK codes that survive the trip through a v3 return code.
 pub(super) const V3_CONNACK_CODES: [ReasonCode; 6] = [
