@@ -93,11 +93,11 @@ mod trie;
 use std::fmt::Debug;
 use std::hash::Hash;
 
-pub use matches::{Matches, Recipient};
+pub use matches::{Matches, Recipient, SharedGroup};
 pub use retained::RetainedIndex;
 pub use router::Router;
 pub use shared::{RouterConfig, SharedStrategy};
-pub use trie::{SubscribeOutcome, SubscriptionInfo, SubscriptionTrie};
+pub use trie::{SharedMember, SubscribeOutcome, SubscriptionInfo, SubscriptionTrie};
 
 /// What identifies a subscriber: any small copyable, hashable, ordered
 /// value, chosen by the caller (a `u32` session slot, a `u64` session id, a

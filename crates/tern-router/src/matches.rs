@@ -18,8 +18,8 @@ use std::num::NonZeroU32;
 
 use tern_codec::QoS;
 
-use crate::SubscriberKey;
 use crate::edges::NodeId;
+use crate::{NIL, SubscriberKey};
 
 /// One subscription that matched, before deduplication.
 #[derive(Debug, Clone, Copy)]
@@ -30,13 +30,19 @@ struct Hit<S> {
     identifier: Option<NonZeroU32>,
 }
 
+/// A shared group of a [`crate::SubscriptionTrie`], valid while the trie
+/// is not changed (read it under the same lock as the match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SharedGroup(pub(crate) u32);
+
 /// One recipient, stored with a range into the identifier buffer.
 #[derive(Debug, Clone, Copy)]
 struct Delivery<S> {
     subscriber: S,
     qos: QoS,
     retain_as_published: bool,
-    shared: bool,
+    /// The shared group that chose this recipient, or [`NIL`].
+    group: u32,
     identifiers_start: u32,
     identifiers_end: u32,
 }
@@ -53,6 +59,11 @@ pub struct Recipient<'a, S> {
     pub retain_as_published: bool,
     /// True if this recipient was chosen by a shared group.
     pub shared: bool,
+    /// The shared group that chose this recipient: a cluster node that
+    /// receives the message for a group passes the group on
+    /// ([`crate::SubscriptionTrie::shared_group_filter`]) so that the
+    /// other node delivers it to one of its members of that group.
+    pub group: Option<SharedGroup>,
     /// The subscription identifiers to put in the PUBLISH, without
     /// duplicates, in ascending order.
     pub subscription_identifiers: &'a [NonZeroU32],
@@ -105,7 +116,8 @@ impl<S: SubscriberKey> Matches<S> {
             subscriber: delivery.subscriber,
             qos: delivery.qos,
             retain_as_published: delivery.retain_as_published,
-            shared: delivery.shared,
+            shared: delivery.group != NIL,
+            group: (delivery.group != NIL).then_some(SharedGroup(delivery.group)),
             subscription_identifiers: &self.identifiers
                 [delivery.identifiers_start as usize..delivery.identifiers_end as usize],
         })
@@ -139,6 +151,7 @@ impl<S: SubscriberKey> Matches<S> {
     /// Records the member a shared group chose.
     pub(crate) fn push_shared(
         &mut self,
+        group: u32,
         subscriber: S,
         qos: QoS,
         retain_as_published: bool,
@@ -150,7 +163,7 @@ impl<S: SubscriberKey> Matches<S> {
             subscriber,
             qos,
             retain_as_published,
-            shared: true,
+            group,
             identifiers_start,
             identifiers_end: self.identifier_position(),
         });
@@ -192,7 +205,7 @@ impl<S: SubscriberKey> Matches<S> {
                 subscriber: first.subscriber,
                 qos: run.iter().map(|hit| hit.qos).max().unwrap_or(first.qos),
                 retain_as_published: run.iter().any(|hit| hit.retain_as_published),
-                shared: false,
+                group: NIL,
                 identifiers_start: identifiers_start as u32,
                 identifiers_end: self.identifier_position(),
             });
@@ -231,7 +244,7 @@ mod tests {
         matches.push_hit(1, QoS::AtLeastOnce, false, None);
         matches.push_hit(2, QoS::ExactlyOnce, true, id(3));
         matches.push_hit(2, QoS::AtLeastOnce, false, id(5));
-        matches.push_shared(2, QoS::AtMostOnce, false, id(9));
+        matches.push_shared(0, 2, QoS::AtMostOnce, false, id(9));
         matches.finish();
 
         let recipients: Vec<_> = matches.iter().collect();

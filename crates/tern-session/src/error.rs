@@ -139,6 +139,18 @@ pub enum StoreError {
          this persists restore the data directory from a backup"
     )]
     Engine(String),
+    /// Another node of the cluster did not confirm a write it was asked to
+    /// make (a forwarded message): it failed, or could not be reached.
+    #[error(
+        "node {node} did not confirm the write: {detail}; the client's message was not \
+         acknowledged, so it will publish it again"
+    )]
+    Remote {
+        /// The node asked.
+        node: u64,
+        /// What went wrong.
+        detail: String,
+    },
     /// The store was closed, or its writer thread stopped.
     #[error(
         "the session store is closed (its writer thread stopped: after close, or after a \

@@ -92,6 +92,7 @@ pub use session::{
 pub use store::memory::MemoryStore;
 pub use store::sled::{CommitStats, SCHEMA_VERSION, SledConfig, SledStore};
 pub use store::{
-    Durability, Expired, Op, Pending, SessionRecord, SessionStore, StoreSummary, StoredSession,
+    Completer, Durability, Expired, Op, Pending, SessionRecord, SessionStore, StoreSummary,
+    StoredSession,
 };
 pub use time::{SessionExpiry, Timestamp};

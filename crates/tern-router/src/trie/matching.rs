@@ -13,10 +13,26 @@
 //! rule needs no other check.
 
 use super::records::Sub;
+use super::split_filter;
 use super::{ROOT, SubscriptionTrie};
-use crate::matches::Matches;
+use crate::matches::{Matches, SharedGroup};
 use crate::shared::SubIndex;
 use crate::{NIL, SubscriberKey};
+use std::num::NonZeroU32;
+use tern_codec::{QoS, TopicFilter};
+
+/// The member [`SubscriptionTrie::choose_shared_member`] chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedMember<S> {
+    /// Who receives the message.
+    pub subscriber: S,
+    /// The QoS the member subscribed with.
+    pub qos: QoS,
+    /// Keep the RETAIN flag as published.
+    pub retain_as_published: bool,
+    /// The member's subscription identifier.
+    pub identifier: Option<NonZeroU32>,
+}
 
 impl<S: SubscriberKey> SubscriptionTrie<S> {
     /// Finds who receives a message published to `topic` by `publisher`.
@@ -69,6 +85,46 @@ impl<S: SubscriberKey> SubscriptionTrie<S> {
         out.finish();
     }
 
+    /// The filter of a shared group a match returned
+    /// ([`crate::Recipient::group`]), as subscribed: `$share/{name}/{filter}`.
+    pub fn shared_group_filter(&self, group: SharedGroup) -> String {
+        let group = &self.groups[group.0 as usize];
+        self.filter_text(group.node, group.multi, Some(&group.name))
+    }
+
+    /// One member of the shared group `filter` (`$share/{name}/{filter}`)
+    /// among those `eligible` accepts, chosen by the group's strategy as a
+    /// match would: how a cluster node delivers a message another node
+    /// routed to it for that group. `None` if the group has no eligible
+    /// member (or `filter` is not shared).
+    pub fn choose_shared_member(
+        &self,
+        filter: &TopicFilter,
+        eligible: impl Fn(S) -> bool,
+        publisher: Option<S>,
+    ) -> Option<SharedMember<S>> {
+        let name = filter.share_group()?;
+        let (levels, multi) = split_filter(filter);
+        let node = self.find_path(levels)?;
+        let group = &self.groups[self.find_group(node, multi, name)? as usize];
+        let members: Vec<&Sub<S>> = group
+            .members
+            .iter()
+            .map(|&index| &self.subs[index as usize])
+            .filter(|record| eligible(record.subscriber))
+            .collect();
+        if members.is_empty() {
+            return None;
+        }
+        let record = members[self.picker.pick(&group.cursor, publisher, members.len())];
+        Some(SharedMember {
+            subscriber: record.subscriber,
+            qos: record.options.qos(),
+            retain_as_published: record.options.retain_as_published(),
+            identifier: record.identifier,
+        })
+    }
+
     /// Adds the records of one node list, honouring no-local.
     fn collect_list(&self, mut index: SubIndex, publisher: Option<S>, out: &mut Matches<S>) {
         while index != NIL {
@@ -107,6 +163,7 @@ impl<S: SubscriberKey> SubscriptionTrie<S> {
                     .pick(&group.cursor, publisher, group.members.len());
                 let record = &self.subs[group.members[chosen] as usize];
                 out.push_shared(
+                    index,
                     record.subscriber,
                     record.options.qos(),
                     record.options.retain_as_published(),

@@ -26,6 +26,7 @@
 //! reused, so memory follows the live subscriptions.
 
 mod matching;
+pub use matching::SharedMember;
 mod records;
 #[cfg(test)]
 mod tests;

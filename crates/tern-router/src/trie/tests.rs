@@ -291,6 +291,56 @@ fn one_member_of_each_shared_group_receives() {
 }
 
 #[test]
+fn a_recipient_names_the_group_that_chose_it() {
+    let mut trie = SubscriptionTrie::default();
+    subscribe(&mut trie, 1, "$share/workers/jobs/+");
+    subscribe(&mut trie, 2, "$share/auditors/jobs/#");
+    subscribe(&mut trie, 3, "jobs/+");
+    let mut matches = Matches::new();
+    trie.matches("jobs/1", None, &mut matches);
+    let mut groups: Vec<String> = matches
+        .iter()
+        .filter_map(|recipient| recipient.group)
+        .map(|group| trie.shared_group_filter(group))
+        .collect();
+    groups.sort();
+    assert_eq!(groups, ["$share/auditors/jobs/#", "$share/workers/jobs/+"]);
+    let plain = matches.iter().find(|r| r.subscriber == 3).unwrap();
+    assert!(plain.group.is_none() && !plain.shared);
+}
+
+#[test]
+fn a_member_is_chosen_among_the_eligible_only() {
+    let mut trie = SubscriptionTrie::default();
+    // Even keys stand for this node's sessions, odd ones for other nodes.
+    for member in [1, 2, 3, 4] {
+        subscribe(&mut trie, member, "$share/g/jobs/#");
+    }
+    let group = filter("$share/g/jobs/#");
+    let mut chosen = Vec::new();
+    for _ in 0..4 {
+        let member = trie
+            .choose_shared_member(&group, |key| key % 2 == 0, None)
+            .unwrap();
+        chosen.push(member.subscriber);
+    }
+    chosen.sort();
+    assert_eq!(chosen, [2, 2, 4, 4], "only eligible members, taking turns");
+    assert!(
+        trie.choose_shared_member(&group, |key| key > 10, None)
+            .is_none()
+    );
+    assert!(
+        trie.choose_shared_member(&filter("$share/other/jobs/#"), |_| true, None)
+            .is_none()
+    );
+    assert!(
+        trie.choose_shared_member(&filter("jobs/#"), |_| true, None)
+            .is_none()
+    );
+}
+
+#[test]
 fn a_group_survives_until_its_last_member_leaves() {
     let mut trie = SubscriptionTrie::default();
     trie.subscribe(1, &filter("$share/g/a"), qos(QoS::AtLeastOnce), id(5));

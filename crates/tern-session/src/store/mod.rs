@@ -9,14 +9,16 @@
 
 pub mod memory;
 mod pending;
+mod record;
 pub mod sled;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tern_codec::{ByteString, PacketId, TopicFilter};
 
-pub use pending::Pending;
+pub use pending::{Completer, Pending};
 
 use crate::session::{InFlight, Queued, Subscription, Will};
 use crate::{Message, SessionExpiry, StoreError, Timestamp};

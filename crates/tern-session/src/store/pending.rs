@@ -47,6 +47,15 @@ impl<T> Pending<T> {
         (sender, pending)
     }
 
+    /// A pending completed through the returned [`Completer`]: for work done
+    /// elsewhere that is durable once it reports back (another node of a
+    /// cluster storing a forwarded message). A dropped completer completes
+    /// it with [`StoreError::Closed`].
+    pub fn completer() -> (Completer<T>, Self) {
+        let (sender, pending) = Self::channel();
+        (Completer { sender }, pending)
+    }
+
     /// Blocks the calling thread until complete. Not for async tasks.
     pub fn wait(self) -> Result<T, StoreError> {
         futures::executor::block_on(self)
@@ -64,5 +73,18 @@ impl<T> Future for Pending<T> {
                 .poll(cx)
                 .map(|received| received.unwrap_or(Err(StoreError::Closed))),
         }
+    }
+}
+
+/// Completes the [`Pending`] it was created with; see [`Pending::completer`].
+#[derive(Debug)]
+pub struct Completer<T> {
+    sender: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T> Completer<T> {
+    /// Completes the pending with `result` (nothing happens if it was dropped).
+    pub fn complete(self, result: Result<T, StoreError>) {
+        let _dropped = self.sender.send(result);
     }
 }

@@ -12,7 +12,7 @@ use sled::IVec;
 use tern_codec::ByteString;
 
 use super::keys::{self, Key};
-use super::record;
+use crate::store::record;
 use super::sled_error;
 use crate::store::{Expired, Op};
 use crate::{StoreError, Timestamp};

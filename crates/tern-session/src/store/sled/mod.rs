@@ -19,7 +19,7 @@ mod committer;
 mod flusher;
 mod keys;
 mod open;
-mod record;
+
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +35,7 @@ pub use self::committer::CommitStats;
 use self::committer::{Counters, Job};
 use self::keys::Key;
 use crate::session::Queued;
+use crate::store::record;
 use crate::store::{Durability, Expired, Op, Pending, SessionStore, StoreSummary, StoredSession};
 use crate::{Message, StoreError, Timestamp};
 

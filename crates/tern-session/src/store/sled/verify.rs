@@ -6,7 +6,8 @@ use std::collections::{BTreeSet, HashSet};
 
 use super::apply::{client_id, corrupt};
 use super::keys::{self, Key};
-use super::{SCHEMA_VERSION, record, sled_error};
+use super::{SCHEMA_VERSION, sled_error};
+use crate::store::record;
 use crate::StoreError;
 use crate::store::StoreSummary;
 

@@ -64,9 +64,9 @@ const DISCONNECTED: u8 = 0b01;
 const HAS_WILL: u8 = 0b10;
 
 /// Why a record could not be decoded.
-pub(super) type DecodeResult<T> = Result<T, String>;
+pub(crate) type DecodeResult<T> = Result<T, String>;
 
-pub(super) fn encode_message(message: &Message, out: &mut Vec<u8>) -> Result<(), StoreError> {
+pub(crate) fn encode_message(message: &Message, out: &mut Vec<u8>) -> Result<(), StoreError> {
     encode_publish(message.publish(), message.expires_at(), out)
 }
 
@@ -94,7 +94,7 @@ fn encode_publish(
 }
 
 /// Reads only the expiry time of a message record.
-pub(super) fn message_expiry(bytes: &[u8]) -> DecodeResult<Option<Timestamp>> {
+pub(crate) fn message_expiry(bytes: &[u8]) -> DecodeResult<Option<Timestamp>> {
     let mut reader = bytes;
     check_format(&mut reader, "message")?;
     QoS::from_bits(take_u8(&mut reader, "message QoS")?)
@@ -107,7 +107,7 @@ pub(super) fn message_expiry(bytes: &[u8]) -> DecodeResult<Option<Timestamp>> {
     Ok((flags & HAS_EXPIRY != 0).then_some(Timestamp::from_millis(at)))
 }
 
-pub(super) fn decode_message(bytes: &[u8]) -> DecodeResult<Message> {
+pub(crate) fn decode_message(bytes: &[u8]) -> DecodeResult<Message> {
     let (publish, expires_at) = decode_publish(bytes)?;
     Ok(Message::with_expiry(publish, expires_at))
 }
@@ -138,7 +138,7 @@ fn decode_publish(bytes: &[u8]) -> DecodeResult<(Publish, Option<Timestamp>)> {
     Ok((publish, expires_at))
 }
 
-pub(super) fn encode_in_flight(entry: &InFlight) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode_in_flight(entry: &InFlight) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(128);
     out.put_u8(FORMAT);
     match entry {
@@ -155,7 +155,7 @@ pub(super) fn encode_in_flight(entry: &InFlight) -> Result<Vec<u8>, StoreError> 
     Ok(out)
 }
 
-pub(super) fn decode_in_flight(bytes: &[u8]) -> DecodeResult<InFlight> {
+pub(crate) fn decode_in_flight(bytes: &[u8]) -> DecodeResult<InFlight> {
     let mut reader = bytes;
     check_format(&mut reader, "in-flight")?;
     match take_u8(&mut reader, "in-flight state")? {
@@ -168,7 +168,7 @@ pub(super) fn decode_in_flight(bytes: &[u8]) -> DecodeResult<InFlight> {
     }
 }
 
-pub(super) fn encode_session(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode_session(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(64);
     out.put_u8(SESSION_FORMAT);
     out.put_u32(record.expiry.interval());
@@ -206,7 +206,7 @@ pub(super) fn encode_session(record: &SessionRecord) -> Result<Vec<u8>, StoreErr
 }
 
 /// Reads only the expiry time of a session record.
-pub(super) fn session_expiry(bytes: &[u8]) -> DecodeResult<Option<Timestamp>> {
+pub(crate) fn session_expiry(bytes: &[u8]) -> DecodeResult<Option<Timestamp>> {
     let mut reader = bytes;
     session_format(&mut reader)?;
     let expiry = SessionExpiry::from_interval(take_u32(&mut reader, "session expiry")?);
@@ -217,7 +217,7 @@ pub(super) fn session_expiry(bytes: &[u8]) -> DecodeResult<Option<Timestamp>> {
         .flatten())
 }
 
-pub(super) fn decode_session(client_id: ByteString, bytes: &[u8]) -> DecodeResult<SessionRecord> {
+pub(crate) fn decode_session(client_id: ByteString, bytes: &[u8]) -> DecodeResult<SessionRecord> {
     let mut reader = bytes;
     let format = session_format(&mut reader)?;
     let expiry = SessionExpiry::from_interval(take_u32(&mut reader, "session expiry")?);
