@@ -6,6 +6,10 @@
 //! in code; unknown keys are refused so that a misspelt setting is not
 //! silently ignored.
 
+mod cluster;
+
+pub use cluster::ClusterSettings;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,6 +96,13 @@ pub struct BrokerConfig {
     /// (a socket that never sends CONNECT holds a file descriptor until
     /// then). Between 1 and 86,400. Default: 10.
     pub connect_timeout: u64,
+    /// Where to serve the admin API (HTTP, JSON): health and readiness
+    /// probes, and in a cluster its status, join, leave and leader
+    /// transfer (`tern cluster`). Default: none.
+    pub admin_listen: Option<SocketAddr>,
+    /// Run as a node of a cluster (see [`ClusterSettings`]). Default:
+    /// none, a single node.
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Default for BrokerConfig {
@@ -113,6 +124,8 @@ impl Default for BrokerConfig {
             durability: DurabilityConfig::Flush,
             max_connections: -1,
             connect_timeout: 10,
+            admin_listen: None,
+            cluster: None,
         }
     }
 }
@@ -191,6 +204,9 @@ pub enum ConfigError {
          or use durability = \"none\""
     )]
     PeriodicDurability,
+    /// A cluster setting that cannot work; the text names the key and fix.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 impl BrokerConfig {
@@ -228,6 +244,9 @@ impl BrokerConfig {
         }
         if !(1..=MAX_CONNECT_TIMEOUT).contains(&self.connect_timeout) {
             return Err(ConfigError::ConnectTimeout(self.connect_timeout));
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate(self.data_dir.is_some())?;
         }
         Ok(())
     }

@@ -31,6 +31,21 @@ pub enum BrokerError {
         #[source]
         source: io::Error,
     },
+    /// The node could not start its cluster membership.
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// The admin API could not be served.
+    #[error(
+        "cannot serve the admin API on {address}: {source}; check that no other program uses \
+         this port, or change cluster.admin_listen"
+    )]
+    Admin {
+        /// The address in the configuration.
+        address: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
     /// A broker task panicked or could not be joined.
     #[error("the broker task {task} failed: {detail}; this is a bug, please report it")]
     Task {

@@ -19,6 +19,8 @@ pub(crate) struct Metrics {
     pub dropped_expired: AtomicU64,
     pub dropped_too_large: AtomicU64,
     pub connections_refused: AtomicU64,
+    pub messages_forwarded: AtomicU64,
+    pub messages_from_peers: AtomicU64,
 }
 
 /// Adds `amount` to `counter`.
@@ -73,6 +75,8 @@ impl Metrics {
             dropped_expired: read(&self.dropped_expired),
             dropped_too_large: read(&self.dropped_too_large),
             connections_refused: read(&self.connections_refused),
+            messages_forwarded: read(&self.messages_forwarded),
+            messages_from_peers: read(&self.messages_from_peers),
         }
     }
 }
@@ -98,6 +102,10 @@ pub struct MetricsSnapshot {
     pub dropped_too_large: u64,
     /// Connections closed at once because `max_connections` were open.
     pub connections_refused: u64,
+    /// Messages sent to other nodes of the cluster (once per node).
+    pub messages_forwarded: u64,
+    /// Messages received from other nodes of the cluster.
+    pub messages_from_peers: u64,
 }
 
 impl MetricsSnapshot {

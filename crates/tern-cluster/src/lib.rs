@@ -95,6 +95,7 @@
 //! `cluster_addr` were added for start-up and tests.
 
 pub mod error;
+pub mod forward;
 mod raft;
 
 pub use error::ClusterError;

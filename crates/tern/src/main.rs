@@ -9,6 +9,7 @@
 //! with what went wrong and what to do about it.
 
 mod bench;
+mod cluster;
 mod connection;
 mod format;
 mod properties;
@@ -39,6 +40,8 @@ enum Command {
     Sub(subscribe::SubArgs),
     /// Load-test a broker (emqtt-bench style): connections, throughput, latency, losses.
     Bench(bench::BenchArgs),
+    /// Operate a cluster through a node's admin API: status, join, leave, transfer-leader.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Pub(args) => run_client(publish::run(args)),
         Command::Sub(args) => run_client(subscribe::run(args)),
         Command::Bench(args) => bench::run_command(args),
+        Command::Cluster(args) => cluster::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use tern_broker::{BrokerConfig, DurabilityConfig, Server};
+use tern_broker::{BrokerConfig, ClusterSettings, DurabilityConfig, Server};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Flags of `tern serve`. Each also reads the `TERN_*` variable named in
@@ -96,9 +96,50 @@ pub struct ServeArgs {
     /// (in memory), or `periodic:MS` (flushed within MS milliseconds) [default: flush].
     #[arg(long, env = "TERN_DURABILITY", value_name = "MODE", value_parser = parse_durability)]
     durability: Option<DurabilityConfig>,
+    /// Where to serve the admin API (HTTP, JSON): /healthz, /readyz and,
+    /// in a cluster, /cluster/status, join, leave, transfer-leader.
+    #[arg(long, env = "TERN_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+    /// This node's id in a cluster (unique, at least 1, kept across
+    /// restarts). Giving it makes this node a cluster member.
+    #[arg(
+        long,
+        env = "TERN_NODE_ID",
+        value_name = "N",
+        requires = "cluster_listen"
+    )]
+    node_id: Option<u64>,
+    /// Where to accept gRPC from the other nodes (Raft and forwarded messages).
+    #[arg(
+        long,
+        env = "TERN_CLUSTER_LISTEN",
+        value_name = "ADDR",
+        requires = "node_id"
+    )]
+    cluster_listen: Option<SocketAddr>,
+    /// The host:port other nodes dial to reach this one, when it differs
+    /// from --cluster-listen [default: the --cluster-listen address].
+    #[arg(long, env = "TERN_ADVERTISE", value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// Seeds to join a cluster through: cluster addresses of members, or
+    /// a DNS name resolving to several (comma-separated in TERN_JOIN).
+    #[arg(long, env = "TERN_JOIN", value_name = "SEED", value_delimiter = ',')]
+    join: Vec<String>,
+    /// Start a new cluster with this node as its first member (if it has
+    /// no cluster data yet). Give it to one node only.
+    #[arg(long, env = "TERN_BOOTSTRAP")]
+    bootstrap: bool,
+    /// How many nodes vote in Raft; later nodes join as learners [default: 3].
+    #[arg(long, env = "TERN_VOTERS", value_name = "N")]
+    voters: Option<usize>,
     /// Log filter, in tracing's EnvFilter syntax (for example `info` or
     /// `tern_broker=debug`) [default: info].
-    #[arg(long, env = "TERN_LOG", value_name = "FILTER", default_value = "info")]
+    #[arg(
+        long,
+        env = "TERN_LOG",
+        value_name = "FILTER",
+        default_value = "info,openraft=warn"
+    )]
     log: String,
 }
 
@@ -175,10 +216,38 @@ pub fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
     if let Some(seconds) = args.session_expiry_max {
         config.session_expiry_max = Some(seconds);
     }
+    if args.admin_listen.is_some() {
+        config.admin_listen = args.admin_listen;
+    }
+    apply_cluster_flags(args, &mut config);
     config
         .validate()
         .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
     Ok(config)
+}
+
+/// The cluster flags, over the `[cluster]` table of the config file.
+fn apply_cluster_flags(args: &ServeArgs, config: &mut BrokerConfig) {
+    if let (Some(node_id), Some(listen)) = (args.node_id, args.cluster_listen) {
+        let cluster = config
+            .cluster
+            .get_or_insert_with(|| ClusterSettings::new(node_id, listen));
+        cluster.node_id = node_id;
+        cluster.cluster_listen = listen;
+    }
+    let Some(cluster) = config.cluster.as_mut() else {
+        return;
+    };
+    if args.advertise.is_some() {
+        cluster.advertise.clone_from(&args.advertise);
+    }
+    if !args.join.is_empty() {
+        cluster.join.clone_from(&args.join);
+    }
+    cluster.bootstrap |= args.bootstrap;
+    if let Some(voters) = args.voters {
+        cluster.voters = voters;
+    }
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

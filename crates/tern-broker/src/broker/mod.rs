@@ -13,14 +13,15 @@
 //! detach, expire), `routing` (publish to subscribers and the retained
 //! index) and `sys` (the `$SYS` topics).
 
+pub(crate) mod cluster;
 pub(crate) mod registry;
 pub(crate) mod routing;
 pub(crate) mod sessions;
 pub(crate) mod sys;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Instant, SystemTime};
 
 use futures::FutureExt;
@@ -74,6 +75,10 @@ pub(crate) struct Broker {
     /// Store writes nobody waits for, kept until complete so that a
     /// failure is logged: reaped by housekeeping, awaited at shutdown.
     untracked_writes: Mutex<Vec<Pending<()>>>,
+    /// Set once when the broker is a cluster node (after start-up).
+    pub cluster: OnceLock<Arc<cluster::ClusterLink>>,
+    /// The other nodes whose routes are in the router.
+    pub remote_nodes: Mutex<HashSet<tern_cluster::NodeId>>,
 }
 
 impl Broker {
@@ -107,6 +112,8 @@ impl Broker {
             deadlines: Mutex::new(BTreeSet::new()),
             housekeeping_wake: Notify::new(),
             untracked_writes: Mutex::new(Vec::new()),
+            cluster: OnceLock::new(),
+            remote_nodes: Mutex::new(HashSet::new()),
         };
         broker.load(now)?;
         Ok(broker)

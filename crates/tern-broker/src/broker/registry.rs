@@ -125,6 +125,38 @@ impl Registry {
         (cell, true)
     }
 
+    /// The cell of `client_id`, if any.
+    pub(crate) fn by_client(&self, client_id: &str) -> Option<Arc<SessionCell>> {
+        self.by_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(client_id)
+            .cloned()
+    }
+
+    /// Every cell, at one moment.
+    pub(crate) fn cells(&self) -> Vec<Arc<SessionCell>> {
+        self.by_key
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Adds a session handed over by another node. A cell this node still
+    /// had for the client (stale: the other node owned it since) is
+    /// returned as well, for the caller to remove.
+    pub(crate) fn replace(&self, session: Session) -> (Arc<SessionCell>, Option<Arc<SessionCell>>) {
+        let mut by_client = self
+            .by_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cell = self.new_cell(session);
+        let stale = by_client.insert(cell.client_id.clone(), Arc::clone(&cell));
+        (cell, stale)
+    }
+
     /// Adds a session loaded from the store.
     pub(crate) fn insert(&self, session: Session) -> Arc<SessionCell> {
         let mut by_client = self

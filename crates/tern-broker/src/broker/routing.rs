@@ -10,8 +10,11 @@
 
 use std::sync::{Arc, PoisonError};
 
+use std::num::NonZeroU32;
 use tern_codec::TopicFilter;
-use tern_router::{Matches, Recipient};
+
+use tern_codec::QoS;
+use tern_router::{Matches, Recipient, SharedMember};
 use tern_session::{Message, Op, Pending, SessionStore, Subscription, Timestamp};
 
 use super::Broker;
@@ -29,11 +32,36 @@ pub(crate) struct Routed {
 /// The copy of `message` that `recipient` receives: at the lower of the
 /// two QoS, RETAIN kept only with retain as published (MQTT 5 §3.3.1.3),
 /// with the identifiers of the matching subscriptions.
-fn delivery_for(message: &Message, recipient: &Recipient<'_, SessionKey>) -> Message {
+pub(crate) fn delivery_for(message: &Message, recipient: &Recipient<'_, SessionKey>) -> Message {
+    copy_for(
+        message,
+        recipient.qos,
+        recipient.retain_as_published,
+        recipient.subscription_identifiers,
+    )
+}
+
+/// The copy of `message` for the shared-group member another node's
+/// match chose this node for.
+pub(crate) fn delivery_for_member(message: &Message, member: &SharedMember<SessionKey>) -> Message {
+    let identifiers: Vec<NonZeroU32> = member.identifier.into_iter().collect();
+    copy_for(
+        message,
+        member.qos,
+        member.retain_as_published,
+        &identifiers,
+    )
+}
+
+fn copy_for(
+    message: &Message,
+    qos: QoS,
+    retain_as_published: bool,
+    identifiers: &[NonZeroU32],
+) -> Message {
     let mut publish = message.publish().clone();
-    publish.qos = publish.qos.min(recipient.qos);
-    publish.retain = publish.retain && recipient.retain_as_published;
-    let identifiers = recipient.subscription_identifiers;
+    publish.qos = publish.qos.min(qos);
+    publish.retain = publish.retain && retain_as_published;
     if !identifiers.is_empty() || !publish.properties().subscription_identifiers.is_empty() {
         publish.properties_mut().subscription_identifiers =
             identifiers.iter().map(|id| id.get()).collect();
@@ -74,8 +102,24 @@ impl Broker {
         if message.publish().retain {
             routed.pendings.extend(self.retain(&message));
         }
-        self.router.matches(message.topic(), publisher, matches);
+        match self.cluster() {
+            None => self.router.matches(message.topic(), publisher, matches),
+            Some(link) => {
+                // Group names are only valid under the lock of the match.
+                let trie = self.router.read();
+                trie.matches(message.topic(), publisher, matches);
+                let forwarded = self.forward(link, &message, matches, |group| {
+                    trie.shared_group_filter(group)
+                });
+                drop(trie);
+                routed.recipients += forwarded.nodes;
+                routed.pendings.extend(forwarded.pendings);
+            }
+        }
         for recipient in matches.iter() {
+            if super::cluster::remote_node(recipient.subscriber).is_some() {
+                continue;
+            }
             let Some(cell) = self.registry.by_key(recipient.subscriber) else {
                 continue;
             };
@@ -115,6 +159,9 @@ impl Broker {
     fn retain(&self, message: &Message) -> Option<Pending<()>> {
         let topic = message.topic();
         let persist = !topic.starts_with("$SYS");
+        if persist && let Some(link) = self.cluster() {
+            return Some(self.retain_replicated(link, message));
+        }
         let mut index = self.retained_index();
         if message.publish().payload.is_empty() {
             let removed = index.remove(topic).is_some();

@@ -61,6 +61,9 @@ impl Broker {
         request: &OpenSession,
         attachment: Attachment,
     ) -> Opened {
+        if let Some(link) = self.cluster() {
+            self.claim_client(link, &request.client_id).await;
+        }
         loop {
             let (cell, created) = self.registry.get_or_create(&request.client_id, || {
                 Session::new(request.client_id.clone(), request.expiry, self.limits)
@@ -71,7 +74,7 @@ impl Broker {
                 continue;
             }
             if let Some(previous) = attached.take() {
-                self.take_over(previous, &request.client_id).await;
+                self.end_attachment(previous, &request.client_id).await;
             }
             let now = wall_clock();
             let (session_present, orphan_will) = {
@@ -100,7 +103,7 @@ impl Broker {
 
     /// Asks the attached connection to end and waits until it is done with
     /// the session (or [`TAKEOVER_TIMEOUT`] passed).
-    async fn take_over(&self, mut previous: Attachment, client_id: &str) {
+    pub(crate) async fn end_attachment(&self, mut previous: Attachment, client_id: &str) {
         self.metrics.client_connected(false);
         tracing::info!(
             client_id,
@@ -140,7 +143,7 @@ impl Broker {
         if session.expiry().is_persistent() {
             ops.push(Op::RemoveSession(cell.client_id.clone()));
         }
-        self.router.remove_subscriber(cell.key);
+        self.remove_local(cell.key);
         *session = Session::new(request.client_id.clone(), request.expiry, self.limits);
         ops.extend(session.take_changes());
         if let Some(pending) = self.submit(ops) {
@@ -182,7 +185,8 @@ impl Broker {
     /// store. Call with its attachment lock held.
     fn remove_session(&self, cell: &Arc<SessionCell>) {
         self.registry.remove(cell);
-        self.router.remove_subscriber(cell.key);
+        self.remove_local(cell.key);
+        self.release_client(&cell.client_id);
         let mut session = cell.lock();
         let mut ops = session.take_changes();
         if session.expiry().is_persistent() {

@@ -316,14 +316,18 @@ impl Connection {
                 if let Some(key) = key {
                     let options = subscription.options;
                     let identifier = subscription.identifier;
-                    self.broker
-                        .router
-                        .subscribe(key, &filter, options, identifier);
+                    let announced = self
+                        .broker
+                        .subscribe_local(key, &filter, options, identifier);
+                    // In a cluster, the SUBACK follows the route's commit.
+                    if let Some(announced) = announced {
+                        announced.await;
+                    }
                 }
             }
             Action::Unsubscribe(filter) => {
                 if let Some(key) = key {
-                    self.broker.router.unsubscribe(key, &filter);
+                    self.broker.unsubscribe_local(key, &filter);
                 }
             }
             Action::SendRetained {
@@ -331,6 +335,13 @@ impl Connection {
                 subscription,
             } => {
                 if let Some(cell) = &self.cell {
+                    // In a cluster, see every retained message already
+                    // acknowledged on any node.
+                    if let Some(link) = self.broker.cluster()
+                        && let Err(error) = link.raft.read_barrier().await
+                    {
+                        tracing::warn!(%error, "retained messages read without a cluster read barrier");
+                    }
                     let pending =
                         self.broker
                             .send_retained(cell, &filter, &subscription, wall_clock());

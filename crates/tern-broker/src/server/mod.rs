@@ -16,6 +16,8 @@
 //! as disconnected and ends. Then the store is flushed and closed.
 
 mod acks;
+mod admin;
+mod cluster;
 mod connection;
 mod listener;
 
@@ -65,8 +67,35 @@ impl Server {
             })??;
         let broker = Arc::new(broker);
         let (shutdown, signal) = watch::channel(false);
-        let mut local_addrs = Vec::with_capacity(listeners.len());
         let mut tasks = Vec::new();
+        let admin = match broker.config.admin_listen {
+            None => None,
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|source| BrokerError::Admin { address, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| BrokerError::Admin { address, source })?;
+                let task = admin::serve(listener, Arc::clone(&broker), signal.clone());
+                tasks.push(("admin API", tokio::spawn(task)));
+                tracing::info!(address = %bound, "admin API listening");
+                Some(bound)
+            }
+        };
+        if let (Some(settings), Some(data_dir)) = (
+            broker.config.cluster.clone(),
+            broker.config.data_dir.clone(),
+        ) {
+            let mqtt = listeners
+                .first()
+                .and_then(|(_, listener)| listener.local_addr().ok())
+                .unwrap_or(settings.cluster_listen);
+            cluster::start(&broker, &settings, &data_dir, mqtt, admin).await?;
+            let reconcile = cluster::reconcile(Arc::clone(&broker), signal.clone());
+            tasks.push(("route reconciliation", tokio::spawn(reconcile)));
+        }
+        let mut local_addrs = Vec::with_capacity(listeners.len());
         for (address, listener) in listeners {
             let local = listener
                 .local_addr()
@@ -121,6 +150,11 @@ impl Server {
                     detail: error.to_string(),
                 });
             }
+        }
+        if let Some(link) = self.broker.cluster.get().cloned()
+            && let Err(error) = link.raft.clone().shutdown().await
+        {
+            tracing::warn!(%error, "the cluster member did not stop cleanly");
         }
         self.broker.finish_writes().await;
         if let Err(error) = self.broker.store.flush().await {

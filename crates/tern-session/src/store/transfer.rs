@@ -235,9 +235,14 @@ mod tests {
                 identifier: None,
             },
         );
-        for (index, qos) in [QoS::AtLeastOnce, QoS::ExactlyOnce, QoS::AtMostOnce, QoS::AtLeastOnce]
-            .into_iter()
-            .enumerate()
+        for (index, qos) in [
+            QoS::AtLeastOnce,
+            QoS::ExactlyOnce,
+            QoS::AtMostOnce,
+            QoS::AtLeastOnce,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let _ = session.enqueue(message(&format!("a/{index}"), qos, b"x"));
         }

@@ -88,6 +88,17 @@ pub struct BenchArgs {
     /// Broker port.
     #[arg(short = 'p', long, default_value_t = 1883)]
     pub port: u16,
+    /// Publishers connect to this host instead of --host: another node of
+    /// a cluster, to measure publish on node A -> subscriber on node B.
+    #[arg(long, value_name = "HOST")]
+    pub pub_host: Option<String>,
+    /// Port of --pub-host [default: --port].
+    #[arg(long, value_name = "PORT")]
+    pub pub_port: Option<u16>,
+    /// Seconds to wait between setting up the subscribers and publishing
+    /// (in a cluster, subscriptions reach the other nodes within a heartbeat).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub settle: f64,
     /// MQTT version: 31, 311 or 5.
     #[arg(short = 'V', long = "protocol-version", value_name = "VERSION",
           default_value = "311", value_parser = parse_version)]

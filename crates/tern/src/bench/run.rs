@@ -177,6 +177,20 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Report> {
         .with_context(|| format!("could not resolve {address}"))?
         .next()
         .ok_or_else(|| anyhow!("{address} resolves to no address"))?;
+    let pub_address = format!(
+        "{}:{}",
+        args.pub_host.as_deref().unwrap_or(&args.host),
+        args.pub_port.unwrap_or(args.port)
+    );
+    let pub_target = if pub_address == address {
+        target
+    } else {
+        lookup_host(&pub_address)
+            .await
+            .with_context(|| format!("could not resolve {pub_address}"))?
+            .next()
+            .ok_or_else(|| anyhow!("{pub_address} resolves to no address"))?
+    };
     let run = run_id();
     let plan = Plan::new(args, run);
     let publishers = plan.topics.len();
@@ -194,9 +208,12 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Report> {
     let setup_started = Instant::now();
     let subscriptions = plan.subscriptions.clone();
     let sub_links = connect_all(args, target, run, subscriptions, ('s', 0)).await;
+    if args.settle > 0.0 {
+        sleep(Duration::from_secs_f64(args.settle)).await;
+    }
     let no_filters = vec![None; publishers];
-    let pub_links = connect_all(args, target, run, no_filters, ('p', sub_links.len())).await;
-    let setup_time = setup_started.elapsed().as_secs_f64();
+    let pub_links = connect_all(args, pub_target, run, no_filters, ('p', sub_links.len())).await;
+    let setup_time = (setup_started.elapsed().as_secs_f64() - args.settle.max(0.0)).max(0.0);
     let mut error_samples = Vec::new();
     let sub_links = sort_out(sub_links, &mut error_samples);
     let pub_links = sort_out(pub_links, &mut error_samples);

@@ -12,8 +12,8 @@ use sled::IVec;
 use tern_codec::ByteString;
 
 use super::keys::{self, Key};
-use crate::store::record;
 use super::sled_error;
+use crate::store::record;
 use crate::store::{Expired, Op};
 use crate::{StoreError, Timestamp};
 

@@ -7,9 +7,9 @@ use std::collections::{BTreeSet, HashSet};
 use super::apply::{client_id, corrupt};
 use super::keys::{self, Key};
 use super::{SCHEMA_VERSION, sled_error};
-use crate::store::record;
 use crate::StoreError;
 use crate::store::StoreSummary;
+use crate::store::record;
 
 pub(super) fn verify(db: &sled::Db) -> Result<StoreSummary, StoreError> {
     let mut summary = StoreSummary::default();

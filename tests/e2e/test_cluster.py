@@ -1,0 +1,216 @@
+"""A cluster of three real `tern serve` processes (127.0.0.1-3), driven by
+paho-mqtt clients: publish on one node, receive on another, at QoS 0, 1
+and 2, with wildcards, shared subscriptions and retained messages; a
+session taken over from one node to another with its queued messages; a
+fourth node joining as a learner and serving clients; `tern cluster
+status`. Tern only: Mosquitto has no cluster.
+
+A subscription takes effect on the other nodes once they have applied its
+route (the SUBACK follows its commit; the others apply it within a
+heartbeat), so a test that publishes elsewhere right after subscribing
+first waits for every node to have applied the log (`wait_converged`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from harness.broker import broker_kind, tern_binary
+from harness.cluster import Cluster
+from harness.clients import V5, V311, Client
+
+pytestmark = [
+    pytest.mark.skipif(broker_kind() != "tern", reason="clustering is Tern's"),
+    pytest.mark.time_limit(90),
+]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start(3)
+        yield cluster
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture
+def clients(cluster):
+    """clients(node, client_id, **options) -> a connected Client of that node."""
+    created: list[Client] = []
+
+    def make(node: int, client_id: str, version: int = V5, *, connect: bool = True, **options):
+        client = Client(cluster[node], client_id, version, **options)
+        created.append(client)
+        if connect:
+            client.connect()
+        return client
+
+    yield make
+    for client in created:
+        client.close()
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+@pytest.mark.parametrize("version", [V311, V5], ids=["v311", "v5"])
+def test_a_message_published_on_one_node_reaches_a_subscriber_on_another(cluster, clients, qos, version):
+    topic = f"cross/{version}/{qos}"
+    subscriber = clients(1, f"sub-{version}-{qos}", version)
+    assert subscriber.subscribe(topic, 2) == 2
+    cluster.wait_converged()
+    publisher = clients(2, f"pub-{version}-{qos}", version)
+    publisher.publish(topic, f"hello at {qos}", qos)
+    message = subscriber.get()
+    assert (message.topic, message.payload, message.qos) == (topic, f"hello at {qos}".encode(), qos)
+    subscriber.assert_no_message(0.3)
+
+
+def test_wildcards_match_across_nodes_and_each_client_gets_one_copy(cluster, clients):
+    plus = clients(3, "wild-plus")
+    plus.subscribe("site/+/temp", 1)
+    plus.subscribe("site/#", 1)
+    hash_only = clients(2, "wild-hash")
+    hash_only.subscribe("site/#", 1)
+    other = clients(2, "wild-other")
+    other.subscribe("elsewhere/#", 1)
+    cluster.wait_converged()
+    publisher = clients(1, "wild-pub")
+    publisher.publish("site/a/temp", "21.5", 1)
+    assert plus.get().payload == b"21.5"
+    assert hash_only.get().payload == b"21.5"
+    plus.assert_no_message(0.3)
+    other.assert_no_message(0.1)
+
+
+def test_one_member_of_a_shared_group_gets_each_message_across_nodes(cluster, clients):
+    members = [clients(node, f"worker-{node}") for node in (1, 2, 3)]
+    for member in members:
+        member.subscribe("$share/workers/jobs/#", 1)
+    plain = clients(2, "jobs-observer")
+    plain.subscribe("jobs/#", 1)
+    cluster.wait_converged()
+    publisher = clients(1, "jobs-pub")
+    count = 30
+    for index in range(count):
+        publisher.publish(f"jobs/{index}", str(index), 1)
+    assert sorted(int(m.payload) for m in plain.expect(count)) == list(range(count))
+    received = []
+    per_member = []
+    time.sleep(0.5)
+    for member in members:
+        got = [int(m.payload) for m in member.collect(0.5)]
+        per_member.append(len(got))
+        received += got
+    assert sorted(received) == list(range(count)), f"each job once, per member {per_member}"
+    assert sum(1 for n in per_member if n > 0) >= 2, f"the group spans nodes: {per_member}"
+
+
+def test_a_retained_message_acknowledged_on_node_1_is_seen_at_once_on_node_3(cluster, clients):
+    publisher = clients(1, "retain-pub")
+    for round_ in range(10):
+        publisher.publish("config/device", f"v{round_}", 1, retain=True)
+        # Right after the PUBACK: read-your-writes across nodes.
+        reader = clients(3, f"retain-reader-{round_}")
+        reader.subscribe("config/#", 1)
+        message = reader.get()
+        assert (message.payload, message.retain) == (f"v{round_}".encode(), True)
+        reader.disconnect()
+    publisher.publish("config/device", b"", 1, retain=True)
+    late = clients(2, "retain-late")
+    late.subscribe("config/#", 1)
+    late.assert_no_message(0.5)
+
+
+def test_messages_from_one_publisher_arrive_in_order_on_another_node(cluster, clients):
+    subscriber = clients(1, "order-sub")
+    subscriber.subscribe("order/#", 1)
+    cluster.wait_converged()
+    publisher = clients(2, "order-pub")
+    count = 200
+    for index in range(count):
+        publisher.publish("order/t", str(index), 1, wait=False)
+    received = [int(m.payload) for m in subscriber.expect(count, timeout=20)]
+    assert received == list(range(count))
+
+
+def test_a_persistent_session_moves_to_another_node_with_its_queued_messages(cluster, clients):
+    mover = clients(1, "mover", clean=False, session_expiry=300)
+    mover.subscribe("mv/#", 1)
+    mover.disconnect()
+    cluster.wait_converged()
+    publisher = clients(2, "mover-pub")
+    for index in range(5):
+        publisher.publish("mv/x", f"queued-{index}", 1)
+    back = clients(3, "mover", clean=False, session_expiry=300, connect=False)
+    connack = back.connect()
+    assert connack.session_present
+    payloads = [m.payload.decode() for m in back.expect(5)]
+    assert payloads == [f"queued-{i}" for i in range(5)]
+    # The subscription moved too: new messages reach the new node.
+    cluster.wait_converged()
+    publisher.publish("mv/y", "after-move", 1)
+    assert back.get().payload == b"after-move"
+    back.assert_no_message(0.3)
+
+
+def test_a_connected_client_is_taken_over_by_a_connection_to_another_node(cluster, clients):
+    first = clients(2, "roamer", clean=False, session_expiry=300)
+    first.subscribe("roam/#", 1)
+    second = clients(3, "roamer", clean=False, session_expiry=300, connect=False)
+    assert second.connect().session_present
+    assert first.wait_disconnected() == 0x8E, "session taken over"
+    cluster.wait_converged()
+    clients(1, "roam-pub").publish("roam/a", "to the new node", 1)
+    assert second.get().payload == b"to the new node"
+
+
+def test_cluster_status_shows_leader_term_members_and_applied_index(cluster):
+    cluster.wait_converged()
+    output = subprocess.run(
+        [tern_binary(), "cluster", "status", "--admin", cluster[2].admin_addr],
+        capture_output=True, text=True, timeout=15, check=True).stdout
+    lines = output.splitlines()
+    leader = cluster.leader()
+    assert f"leader: {leader}" in lines[0] and "term:" in lines[0], output
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert sorted(rows) == ["1", "2", "3"], output
+    applied = {row[3] for row in rows.values()}
+    assert len(applied) == 1 and int(applied.pop()) > 0, output
+    assert rows[str(leader)][1] == "leader", output
+    status = json.loads(subprocess.run(
+        [tern_binary(), "cluster", "status", "--json", "--admin", cluster[1].admin_addr],
+        capture_output=True, text=True, timeout=15, check=True).stdout)
+    assert [m["id"] for m in status["members"]] == [1, 2, 3]
+    assert all(m["voter"] for m in status["members"])
+
+
+def test_a_fourth_node_joins_as_a_learner_and_serves_clients(cluster, clients):
+    """Last in the module: it changes the membership."""
+    publisher = clients(1, "learner-pub")
+    publisher.publish("fleet/config", "before-join", 1, retain=True)
+    cluster.add(4)
+    local = cluster.wait_members([1, 2, 3, 4])
+    assert "4" in {str(n) for n in local["learners"]}, local
+    assert sorted(int(n) for n in local["voters"]) == [1, 2, 3], local
+    cluster.wait_ready([4])
+    subscriber = clients(4, "learner-sub")
+    subscriber.subscribe("fleet/#", 1)
+    retained = subscriber.get()
+    assert (retained.payload, retained.retain) == (b"before-join", True)
+    cluster.wait_converged()
+    publisher.publish("fleet/cmd", "after-join", 1)
+    assert subscriber.get().payload == b"after-join"
+    # And the other way: published on the learner, received on a voter.
+    listener = clients(2, "learner-listener")
+    listener.subscribe("from-learner/#", 1)
+    cluster.wait_converged()
+    clients(4, "learner-pub-2").publish("from-learner/x", "hi", 1)
+    assert listener.get().payload == b"hi"
