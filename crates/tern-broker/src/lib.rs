@@ -39,7 +39,9 @@
 //!   (delayed wills, session expiry) and `$SYS`.
 //! - `server`: the tokio runtime: [`Server`], one accept loop per
 //!   listener, one task per connection, acknowledgements waiting for
-//!   durability.
+//!   durability. Its `transport` module runs what comes before MQTT on a
+//!   listener (PROXY protocol, TLS, WebSocket) and hands the connection
+//!   task, generic over the stream, a byte stream and who the client is.
 //! - [`config`]: [`BrokerConfig`] and its validation.
 //! - `store`: the session store, chosen once at start-up (sled in the data
 //!   directory, or in memory).
@@ -135,7 +137,7 @@ pub mod protocol;
 mod server;
 mod store;
 
-pub use config::{BrokerConfig, ConfigError, DurabilityConfig};
+pub use config::{BrokerConfig, ConfigError, DurabilityConfig, ListenerConfig, ListenerKind};
 pub use error::BrokerError;
 pub use metrics::MetricsSnapshot;
-pub use server::Server;
+pub use server::{ListenerInfo, Server, TlsError, TlsReload};

@@ -3,16 +3,19 @@
 //!
 //! Floods and exhaustion:
 //! - with `max_connections` set, each connection holds a permit of the
-//!   broker's semaphore (shared by every listener) for its whole life; a
-//!   connection accepted when none is left is closed at once, before
-//!   anything is read, and counted (`connections_refused`);
+//!   broker's semaphore (shared by every listener) for its whole life, and
+//!   one of its listener's own semaphore when the listener has a limit; a
+//!   connection accepted when either has none left is closed at once,
+//!   before anything is read, and counted (`connections_refused`);
 //! - an accept that fails for lack of resources (EMFILE, ENFILE, ENOBUFS:
 //!   file descriptors or memory exhausted) makes the loop pause
 //!   [`ACCEPT_BACKOFF`] instead of spinning, then accept again; errors of
 //!   one aborted connection do not pause it. Failures are logged at most
 //!   once per [`LOG_INTERVAL`], with the number left unlogged;
 //! - a socket that never sends CONNECT is closed after `connect_timeout`
-//!   by its own protocol state machine.
+//!   by its own protocol state machine, and one that does not finish its
+//!   PROXY header, TLS handshake or WebSocket upgrade in that time by its
+//!   transport (`transport`).
 
 use std::io;
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 
-use super::connection;
+use super::transport::{self, Listener};
 use crate::broker::{Broker, stopped};
 use crate::metrics::add;
 
@@ -34,7 +37,8 @@ const LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// Accepts connections until shutdown, then waits for every one of them
 /// to end (they watch the same shutdown signal).
 pub(crate) async fn accept_loop(
-    listener: TcpListener,
+    socket: TcpListener,
+    listener: Arc<Listener>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -45,37 +49,49 @@ pub(crate) async fn accept_loop(
     loop {
         tokio::select! {
             () = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => match accepted {
+            accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let permit = match &broker.connection_slots {
-                        None => None,
-                        Some(slots) => match Arc::clone(slots).try_acquire_owned() {
-                            Ok(permit) => Some(permit),
+                    let limits = [
+                        (&broker.connection_slots, broker.config.max_connections, "max_connections"),
+                        (&listener.slots, listener.max_connections, "the listener's max_connections"),
+                    ];
+                    let mut permits = Vec::with_capacity(2);
+                    for (slots, limit, setting) in limits {
+                        let Some(slots) = slots else { continue };
+                        match Arc::clone(slots).try_acquire_owned() {
+                            Ok(permit) => permits.push(permit),
                             Err(_) => {
-                                // Closed before reading: the flood costs
-                                // one accept, nothing more.
-                                drop(stream);
-                                add(&broker.metrics.connections_refused, 1);
                                 if let Some(unlogged) = refusals.allow(Instant::now()) {
                                     tracing::warn!(
+                                        listener = %listener.name,
                                         %peer,
-                                        limit = broker.config.max_connections,
+                                        limit,
                                         unlogged,
-                                        "max_connections reached: connection closed"
+                                        "{setting} reached: connection closed"
                                     );
                                 }
-                                continue;
+                                break;
                             }
-                        },
-                    };
+                        }
+                    }
+                    let needed = usize::from(broker.connection_slots.is_some())
+                        + usize::from(listener.slots.is_some());
+                    if permits.len() < needed {
+                        // Closed before reading: the flood costs one
+                        // accept, nothing more.
+                        drop(stream);
+                        add(&broker.metrics.connections_refused, 1);
+                        continue;
+                    }
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%error, %peer, "cannot disable Nagle's algorithm");
                     }
                     let broker = Arc::clone(&broker);
+                    let listener = Arc::clone(&listener);
                     let signal = signal.clone();
                     connections.spawn(async move {
-                        connection::serve(broker, stream, peer, signal).await;
-                        drop(permit);
+                        transport::serve_accepted(broker, listener, stream, peer, signal).await;
+                        drop(permits);
                     });
                 }
                 Err(error) => {
@@ -93,7 +109,7 @@ pub(crate) async fn accept_loop(
             Some(joined) = connections.join_next(), if !connections.is_empty() => log_join(joined),
         }
     }
-    drop(listener);
+    drop(socket);
     while let Some(joined) = connections.join_next().await {
         log_join(joined);
     }
