@@ -59,7 +59,8 @@ pub(crate) async fn serve<S: MqttStream>(
         peer = %info.peer,
         listener = %info.listener,
         connection_id,
-        client_id = tracing::field::Empty
+        client_id = tracing::field::Empty,
+        username = tracing::field::Empty
     );
     Connection::new(broker, stream, info, connection_id, shutdown)
         .run()
@@ -240,6 +241,9 @@ impl<S: MqttStream> Connection<S> {
                         Packet::Connect(connect) => {
                             if let Some(name) = self.info.username_override() {
                                 connect.username = Some(ByteString::from(name));
+                            }
+                            if let Some(name) = &connect.username {
+                                tracing::Span::current().record("username", &**name);
                             }
                         }
                         _ => {}
