@@ -224,7 +224,12 @@ impl BrokerConfig {
         if self.listeners.is_empty() && self.listener.is_empty() {
             return Err(ConfigError::NoListeners);
         }
-        let binds: Vec<SocketAddr> = self.listeners.iter().copied().chain(self.listener.iter().map(|l| l.bind)).collect();
+        let binds: Vec<SocketAddr> = self
+            .listeners
+            .iter()
+            .copied()
+            .chain(self.listener.iter().map(|l| l.bind))
+            .collect();
         for (index, address) in binds.iter().enumerate() {
             let is_duplicate = binds[..index].contains(address) && address.port() != 0;
             if is_duplicate {
@@ -234,7 +239,10 @@ impl BrokerConfig {
         for (index, listener) in self.listener.iter().enumerate() {
             listener.validate()?;
             let name = listener.display_name();
-            if self.listener[..index].iter().any(|other| other.display_name() == name) {
+            if self.listener[..index]
+                .iter()
+                .any(|other| other.display_name() == name)
+            {
                 return Err(ConfigError::DuplicateListenerName(name));
             }
         }
@@ -388,14 +396,20 @@ mod tests {
         let mut clash = config.clone();
         clash.listeners = vec!["0.0.0.0:8080".parse().unwrap()];
         let message = clash.validate().unwrap_err().to_string();
-        assert!(message.starts_with("listeners names 0.0.0.0:8080 twice"), "{message}");
+        assert!(
+            message.starts_with("listeners names 0.0.0.0:8080 twice"),
+            "{message}"
+        );
 
         let mut same_name = config.clone();
         for listener in &mut same_name.listener {
             listener.name = Some("edge".into());
         }
         let message = same_name.validate().unwrap_err().to_string();
-        assert!(message.starts_with("listener \"edge\" is the name of two"), "{message}");
+        assert!(
+            message.starts_with("listener \"edge\" is the name of two"),
+            "{message}"
+        );
 
         let mut broken = config;
         broken.listener[0].key = None;

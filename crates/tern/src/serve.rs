@@ -368,7 +368,11 @@ mod tests {
     #[test]
     fn a_bad_listener_table_names_the_listener_and_the_key() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
-        writeln!(file, "[[listener]]\nbind = \"127.0.0.1:8883\"\nkind = \"tls\"").unwrap();
+        writeln!(
+            file,
+            "[[listener]]\nbind = \"127.0.0.1:8883\"\nkind = \"tls\""
+        )
+        .unwrap();
         let path = file.path().to_str().unwrap();
         let error = build_config(&args(&["--config", path]))
             .unwrap_err()

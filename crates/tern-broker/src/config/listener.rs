@@ -205,10 +205,14 @@ pub struct ListenerError {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ListenerProblem {
     /// `name = ""`.
-    #[error("name is empty: give the listener a name, or remove the key for the default \"KIND BIND\"")]
+    #[error(
+        "name is empty: give the listener a name, or remove the key for the default \"KIND BIND\""
+    )]
     EmptyName,
     /// A TLS listener without its certificate or key.
-    #[error("{key} is missing: a {kind} listener needs cert and key (PEM files of the server's certificate chain and its private key)")]
+    #[error(
+        "{key} is missing: a {kind} listener needs cert and key (PEM files of the server's certificate chain and its private key)"
+    )]
     Missing {
         /// `cert` or `key`.
         key: &'static str,
@@ -216,7 +220,9 @@ pub enum ListenerProblem {
         kind: &'static str,
     },
     /// A TLS setting on a listener without TLS.
-    #[error("{key} is set but kind is \"{kind}\", which has no TLS: use kind = \"tls\" (or \"wss\"), or remove {key}")]
+    #[error(
+        "{key} is set but kind is \"{kind}\", which has no TLS: use kind = \"tls\" (or \"wss\"), or remove {key}"
+    )]
     TlsOnly {
         /// The setting.
         key: &'static str,
@@ -224,19 +230,27 @@ pub enum ListenerProblem {
         kind: &'static str,
     },
     /// Client certificates required with nothing to check them against.
-    #[error("require_client_cert is true but ca is missing: set ca to the PEM file of the CA that signs client certificates")]
+    #[error(
+        "require_client_cert is true but ca is missing: set ca to the PEM file of the CA that signs client certificates"
+    )]
     ClientCertWithoutCa,
     /// Identity as user name while clients may come without certificates.
-    #[error("use_identity_as_username is true but require_client_cert is false: set require_client_cert = true (and ca) so that every client has a certificate to take the name from")]
+    #[error(
+        "use_identity_as_username is true but require_client_cert is false: set require_client_cert = true (and ca) so that every client has a certificate to take the name from"
+    )]
     IdentityWithoutClientCert,
     /// `ws_path` on a listener without WebSocket.
-    #[error("ws_path is set but kind is \"{kind}\", which has no WebSocket: use kind = \"ws\" (or \"wss\"), or remove ws_path")]
+    #[error(
+        "ws_path is set but kind is \"{kind}\", which has no WebSocket: use kind = \"ws\" (or \"wss\"), or remove ws_path"
+    )]
     WsPathOnly {
         /// The listener's kind.
         kind: &'static str,
     },
     /// A path that no request could have.
-    #[error("ws_path is {0:?}: give an HTTP path starting with '/' and without spaces, such as \"/mqtt\"")]
+    #[error(
+        "ws_path is {0:?}: give an HTTP path starting with '/' and without spaces, such as \"/mqtt\""
+    )]
     WsPath(String),
     /// No connection could ever be accepted.
     #[error("max_connections is 0: set it to -1 for no limit, or to at least 1")]
@@ -272,7 +286,12 @@ mod tests {
         let ws = parse(r#"{"bind": "0.0.0.0:8080", "kind": "ws", "name": "web"}"#).unwrap();
         assert_eq!(ws.ws_path(), "/mqtt");
         assert_eq!(ws.display_name(), "web");
-        assert!(parse(r#"{"kind": "tcp"}"#).unwrap_err().to_string().contains("bind"));
+        assert!(
+            parse(r#"{"kind": "tcp"}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("bind")
+        );
         let typo = parse(r#"{"bind": "0.0.0.0:1", "certfile": "x"}"#).unwrap_err();
         assert!(typo.to_string().contains("certfile"), "{typo}");
         let kind = parse(r#"{"bind": "0.0.0.0:1", "kind": "quic"}"#).unwrap_err();
@@ -285,7 +304,10 @@ mod tests {
         let cases: [(Breaker, &str); 10] = [
             (|l| l.cert = None, "cert is missing"),
             (|l| l.key = None, "key is missing"),
-            (|l| l.require_client_cert = true, "require_client_cert is true but ca"),
+            (
+                |l| l.require_client_cert = true,
+                "require_client_cert is true but ca",
+            ),
             (
                 |l| {
                     l.ca = Some("ca.pem".into());
@@ -293,7 +315,10 @@ mod tests {
                 },
                 "use_identity_as_username is true but require_client_cert",
             ),
-            (|l| l.ws_path = Some("/mqtt".into()), "ws_path is set but kind is \"tls\""),
+            (
+                |l| l.ws_path = Some("/mqtt".into()),
+                "ws_path is set but kind is \"tls\"",
+            ),
             (
                 |l| {
                     l.kind = ListenerKind::Wss;

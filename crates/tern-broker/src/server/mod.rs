@@ -38,8 +38,8 @@ use crate::broker::{Broker, sessions, sys};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::metrics::MetricsSnapshot;
-pub use transport::tls::TlsError;
 use transport::Listener;
+pub use transport::tls::TlsError;
 
 /// A running broker. Stop it with [`Server::shutdown`]; dropping it
 /// without leaves its tasks running until the runtime ends.
@@ -65,11 +65,10 @@ impl Server {
             .map(|&address| (address, Listener::plain(address)))
             .collect();
         for table in &config.listener {
-            let listener =
-                Listener::from_config(table).map_err(|source| BrokerError::Tls {
-                    listener: table.display_name(),
-                    source,
-                })?;
+            let listener = Listener::from_config(table).map_err(|source| BrokerError::Tls {
+                listener: table.display_name(),
+                source,
+            })?;
             specs.push((table.bind, listener));
         }
         let mut listeners = Vec::with_capacity(specs.len());

@@ -110,6 +110,10 @@ impl Listener {
 }
 
 /// The streams of the four kinds of listener.
+// Built once per connection and moved into its task, which holds the
+// stream for its whole life anyway: boxing would only add an indirection
+// to every read.
+#[allow(clippy::large_enum_variant)]
 enum Established {
     Tcp(Prefixed<TcpStream>),
     Tls(TlsStream<Prefixed<TcpStream>>),

@@ -45,7 +45,9 @@ pub(crate) struct ProxyHeader {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub(crate) enum ProxyError {
     /// The first bytes are neither `PROXY ` nor the v2 signature.
-    #[error("no PROXY protocol header: the first bytes are neither \"PROXY \" (v1) nor the v2 signature")]
+    #[error(
+        "no PROXY protocol header: the first bytes are neither \"PROXY \" (v1) nor the v2 signature"
+    )]
     Missing,
     /// No CRLF within the v1 bound.
     #[error("PROXY v1 header without CRLF in its first {V1_MAX_LEN} bytes")]
@@ -124,7 +126,11 @@ fn parse_v1(buf: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
             parse_v1_port(destination_port)?;
             Some(SocketAddr::new(ip, port))
         }
-        _ => return Err(ProxyError::V1Malformed("protocol is not TCP4, TCP6 or UNKNOWN")),
+        _ => {
+            return Err(ProxyError::V1Malformed(
+                "protocol is not TCP4, TCP6 or UNKNOWN",
+            ));
+        }
     };
     Ok(Some(ProxyHeader { source, len }))
 }
@@ -142,7 +148,9 @@ fn parse_v1_port(text: &str) -> Result<u16, ProxyError> {
     let digits_only = !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
     match text.parse() {
         Ok(port) if digits_only => Ok(port),
-        _ => Err(ProxyError::V1Malformed("port is not a number between 0 and 65535")),
+        _ => Err(ProxyError::V1Malformed(
+            "port is not a number between 0 and 65535",
+        )),
     }
 }
 
@@ -401,7 +409,13 @@ mod tests {
         let local = parse(&v2(0, 0x11, &ipv4_block())).unwrap().unwrap();
         assert_eq!(local.source, None);
         let unspec = parse(&v2(1, 0x00, &[])).unwrap().unwrap();
-        assert_eq!(unspec, ProxyHeader { source: None, len: 16 });
+        assert_eq!(
+            unspec,
+            ProxyHeader {
+                source: None,
+                len: 16
+            }
+        );
     }
 
     #[test]
@@ -419,7 +433,10 @@ mod tests {
         );
         assert_eq!(
             parse(&v2(1, 0x21, &ipv4_block())),
-            Err(ProxyError::V2Truncated { len: 12, needed: 36 })
+            Err(ProxyError::V2Truncated {
+                len: 12,
+                needed: 36
+            })
         );
     }
 

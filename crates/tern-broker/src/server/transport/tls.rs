@@ -26,7 +26,9 @@ use x509_parser::extensions::GeneralName;
 #[derive(Debug, Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("{key} = {path:?} cannot be read ({source}): check the path and that the broker may read the file")]
+    #[error(
+        "{key} = {path:?} cannot be read ({source}): check the path and that the broker may read the file"
+    )]
     Read {
         /// The setting naming the file.
         key: &'static str,
@@ -37,7 +39,9 @@ pub enum TlsError {
         source: io::Error,
     },
     /// A file is not valid PEM.
-    #[error("{key} = {path:?} is not valid PEM ({detail}): give a PEM file, as `openssl x509 -text -in FILE` or `openssl pkey -in FILE` can read")]
+    #[error(
+        "{key} = {path:?} is not valid PEM ({detail}): give a PEM file, as `openssl x509 -text -in FILE` or `openssl pkey -in FILE` can read"
+    )]
     Pem {
         /// The setting naming the file.
         key: &'static str,
@@ -55,13 +59,17 @@ pub enum TlsError {
         path: PathBuf,
     },
     /// The key file holds no private key.
-    #[error("key = {path:?} holds no private key: give the certificate's private key in PEM (PKCS#8 -----BEGIN PRIVATE KEY-----, PKCS#1 or SEC1)")]
+    #[error(
+        "key = {path:?} holds no private key: give the certificate's private key in PEM (PKCS#8 -----BEGIN PRIVATE KEY-----, PKCS#1 or SEC1)"
+    )]
     NoKey {
         /// The file.
         path: PathBuf,
     },
     /// The private key is not the certificate's.
-    #[error("key = {key:?} does not match the certificate in cert = {cert:?}: give the private key of that certificate (`openssl x509 -noout -pubkey -in CERT` and `openssl pkey -pubout -in KEY` print the same key when they match)")]
+    #[error(
+        "key = {key:?} does not match the certificate in cert = {cert:?}: give the private key of that certificate (`openssl x509 -noout -pubkey -in CERT` and `openssl pkey -pubout -in KEY` print the same key when they match)"
+    )]
     KeyMismatch {
         /// The certificate file.
         cert: PathBuf,
@@ -238,15 +246,21 @@ pub(crate) fn certificate_identity(certificate: &[u8]) -> Option<String> {
         return Some(name.to_owned());
     }
     let names = parsed.subject_alternative_name().ok()??;
-    names.value.general_names.iter().find_map(|name| match name {
-        GeneralName::DNSName(text) | GeneralName::RFC822Name(text) | GeneralName::URI(text) => {
-            Some((*text).to_owned())
-        }
-        GeneralName::IPAddress(bytes) => match bytes.len() {
-            4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*bytes).ok()?).to_string()),
-            16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*bytes).ok()?).to_string()),
+    names
+        .value
+        .general_names
+        .iter()
+        .find_map(|name| match name {
+            GeneralName::DNSName(text) | GeneralName::RFC822Name(text) | GeneralName::URI(text) => {
+                Some((*text).to_owned())
+            }
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*bytes).ok()?).to_string()),
+                16 => {
+                    Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*bytes).ok()?).to_string())
+                }
+                _ => None,
+            },
             _ => None,
-        },
-        _ => None,
-    })
+        })
 }

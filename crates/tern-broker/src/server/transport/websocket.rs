@@ -30,6 +30,8 @@ pub(crate) const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 /// and, if it offers subprotocols, offer one of [`SUBPROTOCOLS`] (the
 /// first offered is chosen). Messages larger than `max_message` bytes
 /// close the connection.
+// The error type of the upgrade callback is tungstenite's.
+#[allow(clippy::result_large_err)]
 pub(crate) async fn accept<S>(
     stream: S,
     path: &str,
@@ -42,14 +44,17 @@ where
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
     let callback = |request: &Request, response: Response| check_upgrade(request, response, path);
-    let inner = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
+    let inner =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
     Ok(WsStream {
         inner,
         pending: Bytes::new(),
     })
 }
 
-/// The upgrade rules, as a pure function of the request.
+/// The upgrade rules, as a pure function of the request. (The error type
+/// is the one tungstenite's callback must return.)
+#[allow(clippy::result_large_err)]
 fn check_upgrade(
     request: &Request,
     mut response: Response,
@@ -81,7 +86,11 @@ fn check_upgrade(
     };
     response.headers_mut().insert(
         header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(if *chosen == "mqtt" { "mqtt" } else { "mqttv3.1" }),
+        HeaderValue::from_static(if *chosen == "mqtt" {
+            "mqtt"
+        } else {
+            "mqttv3.1"
+        }),
     );
     Ok(response)
 }
@@ -173,7 +182,9 @@ mod tests {
     use super::*;
 
     fn request(path: &str, protocols: Option<&str>) -> Request {
-        let mut request = format!("ws://localhost{path}").into_client_request().unwrap();
+        let mut request = format!("ws://localhost{path}")
+            .into_client_request()
+            .unwrap();
         if let Some(protocols) = protocols {
             request.headers_mut().insert(
                 header::SEC_WEBSOCKET_PROTOCOL,
@@ -192,10 +203,19 @@ mod tests {
 
     #[test]
     fn the_first_mqtt_subprotocol_offered_is_chosen() {
-        let ok = check_upgrade(&request("/mqtt", Some("foo, mqttv3.1, mqtt")), Response::default(), "/mqtt")
-            .unwrap();
+        let ok = check_upgrade(
+            &request("/mqtt", Some("foo, mqttv3.1, mqtt")),
+            Response::default(),
+            "/mqtt",
+        )
+        .unwrap();
         assert_eq!(chosen(&ok), Some("mqttv3.1"));
-        let ok = check_upgrade(&request("/mqtt", Some("mqtt")), Response::default(), "/mqtt").unwrap();
+        let ok = check_upgrade(
+            &request("/mqtt", Some("mqtt")),
+            Response::default(),
+            "/mqtt",
+        )
+        .unwrap();
         assert_eq!(chosen(&ok), Some("mqtt"));
         let none = check_upgrade(&request("/mqtt", None), Response::default(), "/mqtt").unwrap();
         assert_eq!(chosen(&none), None);
@@ -203,11 +223,19 @@ mod tests {
 
     #[test]
     fn a_wrong_path_or_foreign_subprotocols_are_refused() {
-        let refused = check_upgrade(&request("/other", Some("mqtt")), Response::default(), "/mqtt")
-            .unwrap_err();
+        let refused = check_upgrade(
+            &request("/other", Some("mqtt")),
+            Response::default(),
+            "/mqtt",
+        )
+        .unwrap_err();
         assert_eq!(refused.status(), StatusCode::NOT_FOUND);
-        let refused = check_upgrade(&request("/mqtt", Some("chat, soap")), Response::default(), "/mqtt")
-            .unwrap_err();
+        let refused = check_upgrade(
+            &request("/mqtt", Some("chat, soap")),
+            Response::default(),
+            "/mqtt",
+        )
+        .unwrap_err();
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     }
 
@@ -229,9 +257,15 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(chosen(&response), Some("mqtt"));
-        client.send(Message::binary(&b"\x10\x04"[..])).await.unwrap();
+        client
+            .send(Message::binary(&b"\x10\x04"[..]))
+            .await
+            .unwrap();
         client.send(Message::Ping(Bytes::new())).await.unwrap();
-        client.send(Message::binary(&b"\x00\x04MQ"[..])).await.unwrap();
+        client
+            .send(Message::binary(&b"\x00\x04MQ"[..]))
+            .await
+            .unwrap();
         let reply = loop {
             match client.next().await.unwrap().unwrap() {
                 Message::Binary(data) => break data,
