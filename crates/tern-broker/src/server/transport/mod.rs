@@ -177,6 +177,10 @@ pub(crate) async fn serve_accepted(
 
 fn log_refusal(listener: &Listener, peer: SocketAddr, error: &HandshakeError) {
     match error {
+        // Health checks connect and close without a byte.
+        HandshakeError::Proxy(ProxyReadError::Empty) => {
+            tracing::debug!(listener = %listener.name, %peer, "connection closed: {error}");
+        }
         // A listener behind a balancer must never see clients directly.
         HandshakeError::Proxy(_) => {
             tracing::warn!(listener = %listener.name, %peer, "connection closed: {error}");

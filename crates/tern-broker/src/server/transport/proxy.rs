@@ -209,6 +209,9 @@ pub(crate) enum ProxyReadError {
     /// The bytes are not a valid header.
     #[error(transparent)]
     Invalid(#[from] ProxyError),
+    /// The peer closed without sending a byte (a TCP health check does).
+    #[error("the connection closed before sending anything")]
+    Empty,
     /// The peer closed before a whole header arrived.
     #[error("the connection closed before a whole PROXY protocol header arrived")]
     Closed,
@@ -230,7 +233,11 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(
             return Ok((header.source, Prefixed::new(buf, stream)));
         }
         if stream.read_buf(&mut buf).await? == 0 {
-            return Err(ProxyReadError::Closed);
+            return Err(if buf.is_empty() {
+                ProxyReadError::Empty
+            } else {
+                ProxyReadError::Closed
+            });
         }
     }
 }
@@ -465,6 +472,8 @@ mod tests {
     async fn read_header_reports_an_early_close_and_garbage() {
         let cut = read_header(&b"PROXY TCP4 203.0"[..]).await;
         assert!(matches!(cut, Err(ProxyReadError::Closed)), "{cut:?}");
+        let silent = read_header(&b""[..]).await;
+        assert!(matches!(silent, Err(ProxyReadError::Empty)), "{silent:?}");
         let garbage = read_header(&b"\x10\x0c\x00\x04MQTT"[..]).await;
         assert!(
             matches!(garbage, Err(ProxyReadError::Invalid(ProxyError::Missing))),
