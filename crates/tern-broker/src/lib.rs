@@ -1,6 +1,7 @@
 //! Tern's single-node MQTT broker (MQTT 3.1, 3.1.1 and 5.0) as a library.
 //! The `tern serve` command builds a [`BrokerConfig`], calls
-//! [`Server::start`] and, on SIGTERM, [`Server::shutdown`]:
+//! [`Server::start`], on SIGHUP [`Server::reload_tls`] (new certificates
+//! for TLS listeners) and, on SIGTERM, [`Server::shutdown`]:
 //!
 //! ```no_run
 //! use tern_broker::{BrokerConfig, Server};

@@ -243,4 +243,6 @@ def missing_tools() -> list[str]:
     for tool in ("mosquitto_pub", "mosquitto_sub"):
         if not shutil.which(tool):
             problems.append(f"{tool} not found: apt-get install mosquitto-clients")
+    if not shutil.which("openssl"):
+        problems.append("openssl not found (it makes the test certificates): apt-get install openssl")
     return problems

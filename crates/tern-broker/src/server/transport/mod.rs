@@ -251,3 +251,23 @@ async fn establish(
 pub(crate) trait MqttStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MqttStream for S {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_replaces_the_user_name_only_when_the_listener_says_so() {
+        let mut info = ConnectionInfo {
+            peer: "203.0.113.7:51234".parse().unwrap(),
+            listener: "devices".into(),
+            identity: Some("device-17".into()),
+            identity_as_username: false,
+        };
+        assert_eq!(info.username_override(), None);
+        info.identity_as_username = true;
+        assert_eq!(info.username_override(), Some("device-17"));
+        info.identity = None;
+        assert_eq!(info.username_override(), None);
+    }
+}

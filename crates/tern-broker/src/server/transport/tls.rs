@@ -264,3 +264,66 @@ pub(crate) fn certificate_identity(certificate: &[u8]) -> Option<String> {
             _ => None,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+
+    use super::*;
+
+    fn certificate(common_name: Option<&str>, names: Vec<SanType>) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        // rcgen puts a default CN in; start from an empty subject.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(name) = common_name {
+            params.distinguished_name.push(DnType::CommonName, name);
+        }
+        params.subject_alt_names = names;
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn identity_is_the_common_name_else_the_first_subject_alternative_name() {
+        let dns = |name: &str| SanType::DnsName(name.try_into().unwrap());
+        let with_cn = certificate(Some("device-17"), vec![dns("d17.example.com")]);
+        assert_eq!(certificate_identity(&with_cn).as_deref(), Some("device-17"));
+        let without_cn = certificate(None, vec![dns("d17.example.com"), dns("other")]);
+        assert_eq!(
+            certificate_identity(&without_cn).as_deref(),
+            Some("d17.example.com")
+        );
+        let ip_only = certificate(None, vec![SanType::IpAddress([10, 0, 0, 7].into())]);
+        assert_eq!(certificate_identity(&ip_only).as_deref(), Some("10.0.0.7"));
+        assert_eq!(certificate_identity(&certificate(None, vec![])), None);
+        assert_eq!(certificate_identity(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn a_failed_reload_keeps_the_configuration_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = TlsFiles {
+            cert: dir.path().join("server.pem"),
+            key: dir.path().join("server.key"),
+            ca: None,
+            require_client_cert: false,
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        let tls = ReloadableTls::load(files.clone()).unwrap();
+        let before = Arc::clone(&tls.current.read().unwrap());
+        std::fs::remove_file(&files.key).unwrap();
+        let error = tls.reload().unwrap_err().to_string();
+        assert!(error.starts_with("key = "), "{error}");
+        assert!(error.contains("cannot be read"), "{error}");
+        assert!(Arc::ptr_eq(&before, &tls.current.read().unwrap()));
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        tls.reload().unwrap();
+        assert!(!Arc::ptr_eq(&before, &tls.current.read().unwrap()));
+    }
+}
