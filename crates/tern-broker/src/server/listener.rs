@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::{JoinError, JoinSet};
 
 use super::transport::{self, Listener};
@@ -51,38 +51,25 @@ pub(crate) async fn accept_loop(
             () = stopped(&mut shutdown) => break,
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let limits = [
-                        (&broker.connection_slots, broker.config.max_connections, "max_connections"),
-                        (&listener.slots, listener.max_connections, "the listener's max_connections"),
-                    ];
-                    let mut permits = Vec::with_capacity(2);
-                    for (slots, limit, setting) in limits {
-                        let Some(slots) = slots else { continue };
-                        match Arc::clone(slots).try_acquire_owned() {
-                            Ok(permit) => permits.push(permit),
-                            Err(_) => {
-                                if let Some(unlogged) = refusals.allow(Instant::now()) {
-                                    tracing::warn!(
-                                        listener = %listener.name,
-                                        %peer,
-                                        limit,
-                                        unlogged,
-                                        "{setting} reached: connection closed"
-                                    );
-                                }
-                                break;
+                    let permits = match take_slots(&broker, &listener) {
+                        Ok(permits) => permits,
+                        Err(Full { setting, limit }) => {
+                            // Closed before reading: the flood costs one
+                            // accept, nothing more.
+                            drop(stream);
+                            add(&broker.metrics.connections_refused, 1);
+                            if let Some(unlogged) = refusals.allow(Instant::now()) {
+                                tracing::warn!(
+                                    listener = %listener.name,
+                                    %peer,
+                                    limit,
+                                    unlogged,
+                                    "{setting} reached: connection closed"
+                                );
                             }
+                            continue;
                         }
-                    }
-                    let needed = usize::from(broker.connection_slots.is_some())
-                        + usize::from(listener.slots.is_some());
-                    if permits.len() < needed {
-                        // Closed before reading: the flood costs one
-                        // accept, nothing more.
-                        drop(stream);
-                        add(&broker.metrics.connections_refused, 1);
-                        continue;
-                    }
+                    };
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%error, %peer, "cannot disable Nagle's algorithm");
                     }
@@ -113,6 +100,40 @@ pub(crate) async fn accept_loop(
     while let Some(joined) = connections.join_next().await {
         log_join(joined);
     }
+}
+
+/// A connection limit with no slot left.
+struct Full {
+    setting: &'static str,
+    limit: i64,
+}
+
+/// A slot of the broker-wide and of the listener's own connection limit
+/// (those that are set), held by the connection for its whole life; or
+/// the limit that is full.
+fn take_slots(broker: &Broker, listener: &Listener) -> Result<Vec<OwnedSemaphorePermit>, Full> {
+    let limits = [
+        (
+            &broker.connection_slots,
+            "max_connections",
+            broker.config.max_connections,
+        ),
+        (
+            &listener.slots,
+            "the listener's max_connections",
+            listener.max_connections,
+        ),
+    ];
+    let mut permits = Vec::with_capacity(limits.len());
+    for (slots, setting, limit) in limits {
+        if let Some(slots) = slots {
+            let permit = Arc::clone(slots)
+                .try_acquire_owned()
+                .map_err(|_| Full { setting, limit })?;
+            permits.push(permit);
+        }
+    }
+    Ok(permits)
 }
 
 /// Whether an accept error means the process or system ran out of
