@@ -230,16 +230,23 @@ def test_mosquitto_clients_over_mutual_tls_with_the_identity_as_user_name(pki, t
     assert "listener=mtls" in line, line
 
 
-@pytest.mark.parametrize("certificate", [None, "expired", "rogue-client"],
-                         ids=["no-certificate", "expired", "untrusted-ca"])
-def test_mutual_tls_refuses_a_client_without_a_valid_certificate(pki, tern_with, certificate):
+@pytest.mark.parametrize("certificate,reason", [
+    (None, "peer sent no certificates"),
+    ("expired", "certificate expired"),
+    ("rogue-client", "UnknownIssuer"),
+], ids=["no-certificate", "expired", "untrusted-ca"])
+def test_mutual_tls_refuses_a_client_without_a_valid_certificate(pki, tern_with, certificate,
+                                                                  reason):
     port = free_port()
-    tern_with(mtls_config(pki, port))
+    broker = tern_with(mtls_config(pki, port))
     identity = ["--cafile", pki.path("ca")]
     if certificate is not None:
         identity += ["--cert", pki.path(certificate), "--key", pki.key(certificate)]
     refused = cli_pub(port, *identity)
     assert refused.returncode != 0, f"accepted: {refused}"
+    # Refused by the broker's handshake, for that reason.
+    line = broker.wait_for_log("TLS handshake failed")
+    assert reason in line and "listener=mtls" in line, line
     # The same broker accepts a client with a valid certificate.
     accepted = cli_pub(port, "--cafile", pki.path("ca"), "--cert", pki.path("client"),
                        "--key", pki.key("client"))
