@@ -177,7 +177,10 @@ pub enum ConfigError {
     )]
     NoListeners,
     /// The same address twice.
-    #[error("listeners names {0} twice: remove the duplicate")]
+    #[error(
+        "listeners names {0} twice (counting the bind of each [[listener]]): remove the \
+         duplicate"
+    )]
     DuplicateListener(SocketAddr),
     /// A `[[listener]]` table that cannot work.
     #[error(transparent)]
