@@ -354,6 +354,22 @@ def test_proxy_protocol_v1_and_v2_give_the_client_address(tern_with):
         client.close()
 
 
+def test_proxy_protocol_header_comes_before_the_tls_handshake(pki, tern_with):
+    port = free_port()
+    broker = tern_with(listener("tls", port, "tls-behind-lb", cert=pki.path("server"),
+                                key=pki.key("server"), proxy_protocol=True))
+    addresses = socket.inet_aton("198.51.100.9") + socket.inet_aton("10.0.0.1")
+    addresses += struct.pack("!HH", 40000, 8883)
+    header = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(addresses))
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        sock.sendall(header + addresses)
+        with tls_context(pki).wrap_socket(sock, server_hostname="localhost") as tls:
+            tls.sendall(raw.connect("tls-proxied"))
+            connack = tls.recv(4)
+            assert connack[:1] == b"\x20" and connack[3:4] == b"\x00", connack
+            assert "peer=198.51.100.9:40000" in _connect_line(broker, "tls-proxied")
+
+
 def test_a_listener_without_proxy_protocol_reports_the_socket_address(broker):
     client = raw.RawClient(HOST, broker.port)
     local_port = client.sock.getsockname()[1]
