@@ -110,6 +110,10 @@ def pytest_runtest_makereport(item, call):
     broker = item.funcargs.get("broker") if hasattr(item, "funcargs") else None
     if report.failed and isinstance(broker, Broker):
         report.sections.append((f"broker log ({broker.kind})", broker.log()))
+    # Brokers a test started itself (with a config of its own) register here.
+    for index, extra in enumerate(getattr(item, "extra_brokers", ())):
+        if report.failed:
+            report.sections.append((f"broker {index} log ({extra.kind})", extra.log()))
 
 
 # -- fixtures -------------------------------------------------------------

@@ -5,6 +5,13 @@
 //! The binary reads it from a file (TOML or any serde format) or builds it
 //! in code; unknown keys are refused so that a misspelt setting is not
 //! silently ignored.
+//!
+//! Listeners come in two forms: `listeners`, a list of addresses for MQTT
+//! over plain TCP, and `listener`, a list of [`ListenerConfig`] tables
+//! (TOML `[[listener]]`) with a transport (TCP, TLS, WebSocket, secure
+//! WebSocket), PROXY protocol and limits of their own. Both are served.
+
+mod listener;
 
 mod cluster;
 
@@ -18,6 +25,10 @@ use serde::{Deserialize, Deserializer};
 use tern_codec::{MAX_PACKET_SIZE, QoS};
 use tern_session::Durability;
 use thiserror::Error;
+
+pub use self::listener::{
+    DEFAULT_WS_PATH, ListenerConfig, ListenerError, ListenerKind, ListenerProblem,
+};
 
 /// The smallest `max_packet_size` accepted: room for a CONNECT with a
 /// client identifier and a will.
@@ -34,6 +45,10 @@ pub struct BrokerConfig {
     /// Addresses to accept MQTT connections on (plain TCP).
     /// Default: `["0.0.0.0:1883"]`. Port 0 picks a free port (tests).
     pub listeners: Vec<SocketAddr>,
+    /// Listeners with their own transport, TLS, WebSocket, PROXY protocol
+    /// or connection limit (TOML: `[[listener]]` tables), served besides
+    /// `listeners`. Default: none.
+    pub listener: Vec<ListenerConfig>,
     /// Directory of the session store (sled). Default: `./tern-data`.
     /// `None` (an empty string in a file) keeps sessions and retained
     /// messages in memory only: nothing survives a restart.
@@ -109,6 +124,7 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             listeners: vec![SocketAddr::from(([0, 0, 0, 0], 1883))],
+            listener: Vec::new(),
             data_dir: Some(PathBuf::from("./tern-data")),
             max_packet_size: 1024 * 1024,
             max_inflight_messages: 20,
@@ -168,11 +184,23 @@ fn data_dir<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PathBuf
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
     /// No address to listen on.
-    #[error("listeners is empty: add at least one address, such as \"0.0.0.0:1883\"")]
+    #[error(
+        "listeners is empty and there is no [[listener]]: add at least one address, such as \
+         \"0.0.0.0:1883\""
+    )]
     NoListeners,
     /// The same address twice.
-    #[error("listeners names {0} twice: remove the duplicate")]
+    #[error(
+        "listeners names {0} twice (counting the bind of each [[listener]]): remove the \
+         duplicate"
+    )]
     DuplicateListener(SocketAddr),
+    /// A `[[listener]]` table that cannot work.
+    #[error(transparent)]
+    Listener(#[from] ListenerError),
+    /// Two listeners with one name.
+    #[error("listener {0:?} is the name of two listeners: give each its own name")]
+    DuplicateListenerName(String),
     /// Packet size limit out of range.
     #[error(
         "max_packet_size is {0}: set it between {MIN_PACKET_SIZE} and {MAX_PACKET_SIZE} bytes \
@@ -212,13 +240,29 @@ pub enum ConfigError {
 impl BrokerConfig {
     /// Checks every setting; the first one that cannot work is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.listeners.is_empty() {
+        if self.listeners.is_empty() && self.listener.is_empty() {
             return Err(ConfigError::NoListeners);
         }
-        for (index, address) in self.listeners.iter().enumerate() {
-            let is_duplicate = self.listeners[..index].contains(address) && address.port() != 0;
+        let binds: Vec<SocketAddr> = self
+            .listeners
+            .iter()
+            .copied()
+            .chain(self.listener.iter().map(|l| l.bind))
+            .collect();
+        for (index, address) in binds.iter().enumerate() {
+            let is_duplicate = binds[..index].contains(address) && address.port() != 0;
             if is_duplicate {
                 return Err(ConfigError::DuplicateListener(*address));
+            }
+        }
+        for (index, listener) in self.listener.iter().enumerate() {
+            listener.validate()?;
+            let name = listener.display_name();
+            if self.listener[..index]
+                .iter()
+                .any(|other| other.display_name() == name)
+            {
+                return Err(ConfigError::DuplicateListenerName(name));
             }
         }
         if !(MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&self.max_packet_size) {
@@ -357,5 +401,44 @@ mod tests {
             config.validate(),
             Err(ConfigError::DuplicateListener(_))
         ));
+    }
+
+    #[test]
+    fn listener_tables_are_checked_with_the_plain_listeners() {
+        let config = parse(
+            r#"{"listeners": [], "listener": [
+                {"bind": "0.0.0.0:8883", "kind": "tls", "cert": "c.pem", "key": "k.pem"},
+                {"bind": "0.0.0.0:8080", "kind": "ws", "proxy_protocol": true}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(config.validate(), Ok(()), "tables alone are enough");
+        assert_eq!(config.listener[1].ws_path(), DEFAULT_WS_PATH);
+
+        let mut clash = config.clone();
+        clash.listeners = vec!["0.0.0.0:8080".parse().unwrap()];
+        let message = clash.validate().unwrap_err().to_string();
+        assert!(
+            message.starts_with("listeners names 0.0.0.0:8080 twice"),
+            "{message}"
+        );
+
+        let mut same_name = config.clone();
+        for listener in &mut same_name.listener {
+            listener.name = Some("edge".into());
+        }
+        let message = same_name.validate().unwrap_err().to_string();
+        assert!(
+            message.starts_with("listener \"edge\" is the name of two"),
+            "{message}"
+        );
+
+        let mut broken = config;
+        broken.listener[0].key = None;
+        let message = broken.validate().unwrap_err().to_string();
+        assert!(
+            message.starts_with("listener \"tls 0.0.0.0:8883\": key is missing"),
+            "{message}"
+        );
     }
 }

@@ -8,6 +8,7 @@ use tern_session::StoreError;
 use thiserror::Error;
 
 use crate::config::ConfigError;
+use crate::server::TlsError;
 
 /// A failure to start or to shut down the broker. Errors caused by one
 /// client never appear here: they close that client's connection only.
@@ -45,6 +46,15 @@ pub enum BrokerError {
         /// The operating system's error.
         #[source]
         source: io::Error,
+    },
+    /// A TLS listener's certificate, key or CA files cannot serve.
+    #[error("listener {listener:?}: {source}")]
+    Tls {
+        /// The listener's name.
+        listener: String,
+        /// What is wrong with its files.
+        #[source]
+        source: TlsError,
     },
     /// A broker task panicked or could not be joined.
     #[error("the broker task {task} failed: {detail}; this is a bug, please report it")]

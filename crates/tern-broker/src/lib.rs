@@ -1,6 +1,7 @@
 //! Tern's single-node MQTT broker (MQTT 3.1, 3.1.1 and 5.0) as a library.
 //! The `tern serve` command builds a [`BrokerConfig`], calls
-//! [`Server::start`] and, on SIGTERM, [`Server::shutdown`]:
+//! [`Server::start`], on SIGHUP [`Server::reload_tls`] (new certificates
+//! for TLS listeners) and, on SIGTERM, [`Server::shutdown`]:
 //!
 //! ```no_run
 //! use tern_broker::{BrokerConfig, Server};
@@ -39,7 +40,9 @@
 //!   (delayed wills, session expiry) and `$SYS`.
 //! - `server`: the tokio runtime: [`Server`], one accept loop per
 //!   listener, one task per connection, acknowledgements waiting for
-//!   durability.
+//!   durability. Its `transport` module runs what comes before MQTT on a
+//!   listener (PROXY protocol, TLS, WebSocket) and hands the connection
+//!   task, generic over the stream, a byte stream and who the client is.
 //! - [`config`]: [`BrokerConfig`] and its validation.
 //! - `store`: the session store, chosen once at start-up (sled in the data
 //!   directory, or in memory).
@@ -135,7 +138,9 @@ pub mod protocol;
 mod server;
 mod store;
 
-pub use config::{BrokerConfig, ClusterSettings, ConfigError, DurabilityConfig};
+pub use config::{
+    BrokerConfig, ClusterSettings, ConfigError, DurabilityConfig, ListenerConfig, ListenerKind,
+};
 pub use error::BrokerError;
 pub use metrics::MetricsSnapshot;
-pub use server::Server;
+pub use server::{ListenerInfo, Server, TlsError, TlsReload};

@@ -8,6 +8,12 @@
 //!
 //! SIGTERM and SIGINT shut the broker down gracefully: it stops accepting,
 //! sends MQTT 5 clients DISCONNECT 0x8B, flushes sessions to disk and exits 0.
+//! SIGHUP reloads what can change while running: the certificates of TLS
+//! listeners (connections stay up; a failed reload keeps the old ones).
+//!
+//! A config file with `[[listener]]` tables and no `listeners` key serves
+//! the tables only: the default plain listener on 0.0.0.0:1883 is added only
+//! when the file names no listener at all.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -165,7 +171,7 @@ fn read_config_file(path: &Path) -> anyhow::Result<BrokerConfig> {
             path.display()
         )
     })?;
-    toml::from_str(&text).map_err(|error| {
+    let mut config: BrokerConfig = toml::from_str(&text).map_err(|error| {
         let line = error
             .span()
             .map(|span| text[..span.start].matches('\n').count() + 1)
@@ -176,7 +182,19 @@ fn read_config_file(path: &Path) -> anyhow::Result<BrokerConfig> {
             path.display(),
             error.message().trim_end()
         )
-    })
+    })?;
+    if only_listener_tables(&text) {
+        config.listeners.clear();
+    }
+    Ok(config)
+}
+
+/// Whether a config file has `[[listener]]` tables but no `listeners` key
+/// (then it does not want the default plain listener). `text` parsed as a
+/// `BrokerConfig` already.
+fn only_listener_tables(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text)
+        .is_ok_and(|table| table.contains_key("listener") && !table.contains_key("listeners"))
 }
 
 /// The configuration: defaults, then the file, then variables and flags.
@@ -277,17 +295,37 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
     let data = match &config.data_dir {
         Some(dir) => dir.display().to_string(),
         None => "memory only".to_owned(),
     };
     let server = Server::start(config).await?;
-    for address in server.local_addrs() {
-        tracing::info!(%address, data = %data, "tern listening for MQTT");
+    for listener in server.listeners() {
+        tracing::info!(
+            address = %listener.address,
+            kind = listener.kind,
+            listener = %listener.name,
+            data = %data,
+            "tern listening for MQTT"
+        );
     }
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
-        _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => {
+                tracing::info!(signal = "SIGTERM", "shutting down");
+                break;
+            }
+            _ = interrupt.recv() => {
+                tracing::info!(signal = "SIGINT", "shutting down");
+                break;
+            }
+            _ = hangup.recv() => {
+                tracing::info!(signal = "SIGHUP", "reloading");
+                // Each listener's outcome is logged by the server.
+                server.reload_tls();
+            }
+        }
     }
     server.shutdown().await?;
     tracing::info!("stopped");
@@ -368,6 +406,50 @@ mod tests {
         assert!(error.contains("line 2"), "{error}");
         assert!(error.contains("max_packt_size"), "{error}");
         assert!(error.contains("docs/configuration.md"), "{error}");
+    }
+
+    #[test]
+    fn listener_tables_alone_replace_the_default_listener() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "[[listener]]\nbind = \"127.0.0.1:8080\"\nkind = \"ws\"\nproxy_protocol = true"
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap();
+        let config = build_config(&args(&["--config", path])).unwrap();
+        assert!(config.listeners.is_empty(), "{:?}", config.listeners);
+        assert_eq!(config.listener.len(), 1);
+        assert!(config.listener[0].proxy_protocol);
+
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "listeners = [\"127.0.0.1:1883\"]\n[[listener]]\nbind = \"127.0.0.1:8080\"\nkind = \"ws\""
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap();
+        let config = build_config(&args(&["--config", path])).unwrap();
+        assert_eq!(config.listeners.len(), 1);
+        assert_eq!(config.listener.len(), 1);
+    }
+
+    #[test]
+    fn a_bad_listener_table_names_the_listener_and_the_key() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "[[listener]]\nbind = \"127.0.0.1:8883\"\nkind = \"tls\""
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap();
+        let error = build_config(&args(&["--config", path]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("listener \"tls 127.0.0.1:8883\": cert is missing"),
+            "{error}"
+        );
     }
 
     #[test]

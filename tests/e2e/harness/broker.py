@@ -57,8 +57,13 @@ class Broker:
 
     host = "127.0.0.1"
 
-    def __init__(self, kind: str, workdir: Path):
+    def __init__(self, kind: str, workdir: Path, *, extra_args: list[str] = (),
+                 config: str | None = None):
+        """`extra_args` go after the suite's own arguments; `config` is the
+        text of a TOML file passed with `--config` (Tern only)."""
         self.kind = kind
+        self.extra_args = list(extra_args)
+        self.config = config
         self.port = free_port()
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -72,8 +77,12 @@ class Broker:
             return [mosquitto_binary(), "-c", str(self._mosquitto_config())]
         extra = shlex.split(os.environ.get("TERN_ARGS", ""))
         binary = tern_binary()
+        if self.config is not None:
+            config_path = self.workdir / "tern.toml"
+            config_path.write_text(self.config)
+            extra += ["--config", str(config_path)]
         return [binary, "serve", "--listen", f"{self.host}:{self.port}",
-                "--data-dir", str(self.data_dir), *extra]
+                "--data-dir", str(self.data_dir), *extra, *self.extra_args]
 
     def _mosquitto_config(self) -> Path:
         path = self.workdir / "mosquitto.conf"
@@ -151,6 +160,24 @@ class Broker:
         self.process = None
         return code
 
+    def signal(self, signum: int) -> None:
+        """Sends `signum` (SIGHUP, say) to the broker process."""
+        assert self.process is not None, "broker not running"
+        self.process.send_signal(signum)
+
+    def wait_for_log(self, text: str, timeout: float = 5.0, *, after: int = 0) -> str:
+        """Waits until the log, from character `after` on, contains `text`;
+        returns the matching line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log()[after:]
+            for line in log.splitlines():
+                if text in line:
+                    return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the broker log has no {text!r} within {timeout} s:\n{log}")
+            time.sleep(0.05)
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -216,4 +243,6 @@ def missing_tools() -> list[str]:
     for tool in ("mosquitto_pub", "mosquitto_sub"):
         if not shutil.which(tool):
             problems.append(f"{tool} not found: apt-get install mosquitto-clients")
+    if not shutil.which("openssl"):
+        problems.append("openssl not found (it makes the test certificates): apt-get install openssl")
     return problems

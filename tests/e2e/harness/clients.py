@@ -89,8 +89,17 @@ class Client:
         keepalive: int = 60,
         will: Will | None = None,
         connect_properties: dict | None = None,
+        port: int | None = None,
+        transport: str = "tcp",
+        ws_path: str | None = None,
+        tls: dict | None = None,
     ):
+        """`port` overrides the broker's (another listener); `transport` is
+        paho's ("tcp" or "websockets", with `ws_path`); `tls` holds the
+        arguments of paho's `tls_set` (ca_certs, certfile, keyfile)."""
         self.broker = broker
+        self.port = port
+        self._framed = tls is not None or transport != "tcp"
         self.client_id = client_id
         self.version = version
         self.clean = clean
@@ -113,7 +122,12 @@ class Client:
             protocol=VERSIONS[version],
             clean_session=clean if version == V311 else None,
             reconnect_on_failure=False,
+            transport=transport,
         )
+        if ws_path is not None:
+            self.paho.ws_set_options(path=ws_path)
+        if tls is not None:
+            self.paho.tls_set(**tls)
         if will:
             will_props = None
             if will.delay is not None:
@@ -166,11 +180,17 @@ class Client:
                 values["SessionExpiryInterval"] = self.session_expiry
             properties = props(PacketTypes.CONNECT, **values) if values else None
         self.paho.connect(
-            self.broker.host, self.broker.port, self.keepalive,
+            self.broker.host, self.port or self.broker.port, self.keepalive,
             clean_start=self.clean if self.version == V5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             properties=properties,
         )
         self._thread = threading.Thread(target=self._loop, name=f"paho-{self.client_id}", daemon=True)
+        if self._framed:
+            # Over TLS or WebSocket, two threads writing at once (a publish
+            # here, a PUBACK in the loop thread) interleave records or frames
+            # and corrupt the stream. paho only queues writes for its loop
+            # thread when it knows of one: tell it (paho has no public way).
+            self.paho._thread = self._thread
         self._thread.start()
         if not self._connected.wait(timeout):
             raise AssertionError(f"{self.client_id}: no CONNACK within {timeout} s")

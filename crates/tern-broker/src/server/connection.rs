@@ -4,6 +4,10 @@
 //! [`Protocol`] with the session locked, performs the resulting actions,
 //! and writes everything one turn produced with a single `write_all`.
 //!
+//! It is generic over the byte stream (TCP, TLS, WebSocket, each maybe
+//! after a PROXY header: see `transport`), so every listener runs this one
+//! implementation; the [`ConnectionInfo`] says who the client is.
+//!
 //! Between turns it awaits the store's back-pressure
 //! ([`tern_session::SessionStore::ready`]) with no lock held.
 //!
@@ -14,21 +18,20 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::FutureExt;
-use tern_codec::{Decoder, Packet, ProtocolVersion};
+use tern_codec::{ByteString, Decoder, Packet, ProtocolVersion};
 use tern_router::Matches;
 use tern_session::{Pending, SessionStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use super::acks::AckQueue;
+use super::transport::{ConnectionInfo, MqttStream};
 use crate::broker::registry::{Attachment, SessionCell, SessionKey};
 use crate::broker::{Broker, stopped, wall_clock};
 use crate::metrics::add;
@@ -44,20 +47,22 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves one accepted connection until it closes.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S: MqttStream>(
     broker: Arc<Broker>,
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: S,
+    info: ConnectionInfo,
     shutdown: watch::Receiver<bool>,
 ) {
     let connection_id = broker.next_connection_id();
     let span = tracing::info_span!(
         "connection",
-        %peer,
+        peer = %info.peer,
+        listener = %info.listener,
         connection_id,
-        client_id = tracing::field::Empty
+        client_id = tracing::field::Empty,
+        username = tracing::field::Empty
     );
-    Connection::new(broker, stream, connection_id, shutdown)
+    Connection::new(broker, stream, info, connection_id, shutdown)
         .run()
         .instrument(span)
         .await;
@@ -73,9 +78,10 @@ enum Event {
     Tick,
 }
 
-struct Connection {
+struct Connection<S> {
     broker: Arc<Broker>,
-    stream: TcpStream,
+    stream: S,
+    info: ConnectionInfo,
     connection_id: u64,
     protocol: Protocol,
     decoder: Decoder,
@@ -95,10 +101,11 @@ struct Connection {
     broken: bool,
 }
 
-impl Connection {
+impl<S: MqttStream> Connection<S> {
     fn new(
         broker: Arc<Broker>,
-        stream: TcpStream,
+        stream: S,
+        info: ConnectionInfo,
         connection_id: u64,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
@@ -109,6 +116,7 @@ impl Connection {
             decoder: Decoder::new(ProtocolVersion::V3_1_1, max_packet_size),
             broker,
             stream,
+            info,
             connection_id,
             read_buf: BytesMut::with_capacity(READ_CHUNK),
             write_buf: BytesMut::new(),
@@ -224,9 +232,21 @@ impl Connection {
     async fn decode_and_process(&mut self) {
         while !self.protocol.is_closed() {
             match self.decoder.decode(&mut self.read_buf) {
-                Ok(Some(packet)) => {
-                    if let Packet::Publish(_) = packet {
-                        add(&self.broker.metrics.messages_received, 1);
+                Ok(Some(mut packet)) => {
+                    match &mut packet {
+                        Packet::Publish(_) => add(&self.broker.metrics.messages_received, 1),
+                        // The listener vouches for the certificate's name:
+                        // the protocol (and authentication) see it as the
+                        // user name, whatever the client sent.
+                        Packet::Connect(connect) => {
+                            if let Some(name) = self.info.username_override() {
+                                connect.username = Some(ByteString::from(name));
+                            }
+                            if let Some(name) = &connect.username {
+                                tracing::Span::current().record("username", &**name);
+                            }
+                        }
+                        _ => {}
                     }
                     self.process(Input::Packet(packet)).await;
                 }
@@ -384,6 +404,7 @@ impl Connection {
             self.own_writes.extend(routed.pendings);
         }
         tracing::info!(
+            identity = self.info.identity.as_deref(),
             clean_start = request.clean_start,
             session_present = opened.session_present,
             "client connected"
@@ -408,7 +429,8 @@ impl Connection {
         }
     }
 
-    /// Writes what this turn produced, in one `write_all`. A client that
+    /// Writes what this turn produced, in one `write_all`, then flushes
+    /// (TLS and WebSocket streams buffer). A client that
     /// does not read for [`WRITE_TIMEOUT`] is dropped; during shutdown it
     /// gets [`SHUTDOWN_WRITE_TIMEOUT`] more at most.
     async fn flush(&mut self) {
@@ -417,7 +439,12 @@ impl Connection {
         }
         if !self.broken {
             let len = self.write_buf.len() as u64;
-            let write = tokio::time::timeout(WRITE_TIMEOUT, self.stream.write_all(&self.write_buf));
+            let stream = &mut self.stream;
+            let write_buf = &self.write_buf;
+            let write = tokio::time::timeout(WRITE_TIMEOUT, async move {
+                stream.write_all(write_buf).await?;
+                stream.flush().await
+            });
             let shutdown = &mut self.shutdown;
             let grace_over = async {
                 stopped(shutdown).await;

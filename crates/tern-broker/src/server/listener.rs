@@ -3,26 +3,29 @@
 //!
 //! Floods and exhaustion:
 //! - with `max_connections` set, each connection holds a permit of the
-//!   broker's semaphore (shared by every listener) for its whole life; a
-//!   connection accepted when none is left is closed at once, before
-//!   anything is read, and counted (`connections_refused`);
+//!   broker's semaphore (shared by every listener) for its whole life, and
+//!   one of its listener's own semaphore when the listener has a limit; a
+//!   connection accepted when either has none left is closed at once,
+//!   before anything is read, and counted (`connections_refused`);
 //! - an accept that fails for lack of resources (EMFILE, ENFILE, ENOBUFS:
 //!   file descriptors or memory exhausted) makes the loop pause
 //!   [`ACCEPT_BACKOFF`] instead of spinning, then accept again; errors of
 //!   one aborted connection do not pause it. Failures are logged at most
 //!   once per [`LOG_INTERVAL`], with the number left unlogged;
 //! - a socket that never sends CONNECT is closed after `connect_timeout`
-//!   by its own protocol state machine.
+//!   by its own protocol state machine, and one that does not finish its
+//!   PROXY header, TLS handshake or WebSocket upgrade in that time by its
+//!   transport (`transport`).
 
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::{JoinError, JoinSet};
 
-use super::connection;
+use super::transport::{self, Listener};
 use crate::broker::{Broker, stopped};
 use crate::metrics::add;
 
@@ -34,7 +37,8 @@ const LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// Accepts connections until shutdown, then waits for every one of them
 /// to end (they watch the same shutdown signal).
 pub(crate) async fn accept_loop(
-    listener: TcpListener,
+    socket: TcpListener,
+    listener: Arc<Listener>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -45,37 +49,36 @@ pub(crate) async fn accept_loop(
     loop {
         tokio::select! {
             () = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => match accepted {
+            accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let permit = match &broker.connection_slots {
-                        None => None,
-                        Some(slots) => match Arc::clone(slots).try_acquire_owned() {
-                            Ok(permit) => Some(permit),
-                            Err(_) => {
-                                // Closed before reading: the flood costs
-                                // one accept, nothing more.
-                                drop(stream);
-                                add(&broker.metrics.connections_refused, 1);
-                                if let Some(unlogged) = refusals.allow(Instant::now()) {
-                                    tracing::warn!(
-                                        %peer,
-                                        limit = broker.config.max_connections,
-                                        unlogged,
-                                        "max_connections reached: connection closed"
-                                    );
-                                }
-                                continue;
+                    let permits = match take_slots(&broker, &listener) {
+                        Ok(permits) => permits,
+                        Err(Full { setting, limit }) => {
+                            // Closed before reading: the flood costs one
+                            // accept, nothing more.
+                            drop(stream);
+                            add(&broker.metrics.connections_refused, 1);
+                            if let Some(unlogged) = refusals.allow(Instant::now()) {
+                                tracing::warn!(
+                                    listener = %listener.name,
+                                    %peer,
+                                    limit,
+                                    unlogged,
+                                    "{setting} reached: connection closed"
+                                );
                             }
-                        },
+                            continue;
+                        }
                     };
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%error, %peer, "cannot disable Nagle's algorithm");
                     }
                     let broker = Arc::clone(&broker);
+                    let listener = Arc::clone(&listener);
                     let signal = signal.clone();
                     connections.spawn(async move {
-                        connection::serve(broker, stream, peer, signal).await;
-                        drop(permit);
+                        transport::serve_accepted(broker, listener, stream, peer, signal).await;
+                        drop(permits);
                     });
                 }
                 Err(error) => {
@@ -93,10 +96,44 @@ pub(crate) async fn accept_loop(
             Some(joined) = connections.join_next(), if !connections.is_empty() => log_join(joined),
         }
     }
-    drop(listener);
+    drop(socket);
     while let Some(joined) = connections.join_next().await {
         log_join(joined);
     }
+}
+
+/// A connection limit with no slot left.
+struct Full {
+    setting: &'static str,
+    limit: i64,
+}
+
+/// A slot of the broker-wide and of the listener's own connection limit
+/// (those that are set), held by the connection for its whole life; or
+/// the limit that is full.
+fn take_slots(broker: &Broker, listener: &Listener) -> Result<Vec<OwnedSemaphorePermit>, Full> {
+    let limits = [
+        (
+            &broker.connection_slots,
+            "max_connections",
+            broker.config.max_connections,
+        ),
+        (
+            &listener.slots,
+            "the listener's max_connections",
+            listener.max_connections,
+        ),
+    ];
+    let mut permits = Vec::with_capacity(limits.len());
+    for (slots, setting, limit) in limits {
+        if let Some(slots) = slots {
+            let permit = Arc::clone(slots)
+                .try_acquire_owned()
+                .map_err(|_| Full { setting, limit })?;
+            permits.push(permit);
+        }
+    }
+    Ok(permits)
 }
 
 /// Whether an accept error means the process or system ran out of

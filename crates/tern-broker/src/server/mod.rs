@@ -14,12 +14,18 @@
 //! accept loops stop accepting and wait for their connections; each
 //! connection sends MQTT 5 clients DISCONNECT 0x8B, records its session
 //! as disconnected and ends. Then the store is flushed and closed.
+//!
+//! Each listener's transport (PROXY protocol, TLS, WebSocket) is set up in
+//! `transport` before the connection task starts; [`Server::reload_tls`]
+//! re-reads the certificates of the TLS listeners without touching
+//! established connections.
 
 mod acks;
 mod admin;
 mod cluster;
 mod connection;
 mod listener;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +40,8 @@ use crate::broker::{Broker, sessions, sys};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::metrics::MetricsSnapshot;
+use transport::Listener;
+pub use transport::tls::TlsError;
 
 /// A running broker. Stop it with [`Server::shutdown`]; dropping it
 /// without leaves its tasks running until the runtime ends.
@@ -41,6 +49,7 @@ use crate::metrics::MetricsSnapshot;
 pub struct Server {
     broker: Arc<Broker>,
     local_addrs: Vec<SocketAddr>,
+    listeners: Vec<(Arc<Listener>, SocketAddr)>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
@@ -52,12 +61,24 @@ impl Server {
     /// features.
     pub async fn start(config: BrokerConfig) -> Result<Self, BrokerError> {
         config.validate()?;
-        let mut listeners = Vec::with_capacity(config.listeners.len());
-        for &address in &config.listeners {
-            let listener = TcpListener::bind(address)
+        let mut specs: Vec<(SocketAddr, Listener)> = config
+            .listeners
+            .iter()
+            .map(|&address| (address, Listener::plain(address)))
+            .collect();
+        for table in &config.listener {
+            let listener = Listener::from_config(table).map_err(|source| BrokerError::Tls {
+                listener: table.display_name(),
+                source,
+            })?;
+            specs.push((table.bind, listener));
+        }
+        let mut listeners = Vec::with_capacity(specs.len());
+        for (address, spec) in specs {
+            let socket = TcpListener::bind(address)
                 .await
                 .map_err(|source| BrokerError::Bind { address, source })?;
-            listeners.push((address, listener));
+            listeners.push((address, socket, Arc::new(spec)));
         }
         let broker = tokio::task::spawn_blocking(move || Broker::open(config))
             .await
@@ -89,19 +110,21 @@ impl Server {
         ) {
             let mqtt = listeners
                 .first()
-                .and_then(|(_, listener)| listener.local_addr().ok())
+                .and_then(|(_, socket, _)| socket.local_addr().ok())
                 .unwrap_or(settings.cluster_listen);
             cluster::start(&broker, &settings, &data_dir, mqtt, admin).await?;
             let reconcile = cluster::reconcile(Arc::clone(&broker), signal.clone());
             tasks.push(("route reconciliation", tokio::spawn(reconcile)));
         }
         let mut local_addrs = Vec::with_capacity(listeners.len());
-        for (address, listener) in listeners {
-            let local = listener
+        let mut bound = Vec::with_capacity(listeners.len());
+        for (address, socket, spec) in listeners {
+            let local = socket
                 .local_addr()
                 .map_err(|source| BrokerError::Bind { address, source })?;
             local_addrs.push(local);
-            let task = listener::accept_loop(listener, Arc::clone(&broker), signal.clone());
+            bound.push((Arc::clone(&spec), local));
+            let task = listener::accept_loop(socket, spec, Arc::clone(&broker), signal.clone());
             tasks.push(("listener", tokio::spawn(task)));
         }
         let housekeeping = sessions::housekeeping(Arc::clone(&broker), signal.clone());
@@ -115,6 +138,7 @@ impl Server {
         Ok(Self {
             broker,
             local_addrs,
+            listeners: bound,
             shutdown,
             tasks,
         })
@@ -124,6 +148,46 @@ impl Server {
     /// configured port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// Every listener: its name, its kind (`tcp`, `tls`, `ws`, `wss`) and
+    /// the address actually bound, the `listeners` addresses first, then
+    /// the `[[listener]]` tables, in the order of the configuration.
+    pub fn listeners(&self) -> Vec<ListenerInfo> {
+        self.listeners
+            .iter()
+            .map(|(listener, address)| ListenerInfo {
+                name: listener.name.to_string(),
+                kind: listener.kind.as_str(),
+                address: *address,
+            })
+            .collect()
+    }
+
+    /// Reads the certificate, key and CA files of every TLS listener
+    /// again. A listener whose files serve uses them for every new
+    /// handshake; connections already established are untouched. A
+    /// listener whose files fail keeps its previous certificates. Returns
+    /// one result per TLS listener; each is logged too.
+    pub fn reload_tls(&self) -> Vec<TlsReload> {
+        let mut reloads = Vec::new();
+        for (listener, _) in &self.listeners {
+            let Some(result) = listener.reload_tls() else {
+                continue;
+            };
+            match &result {
+                Ok(()) => tracing::info!(listener = %listener.name, "TLS certificates reloaded"),
+                Err(error) => tracing::error!(
+                    listener = %listener.name,
+                    "TLS certificates not reloaded, the previous ones stay in use: {error}"
+                ),
+            }
+            reloads.push(TlsReload {
+                listener: listener.name.to_string(),
+                result,
+            });
+        }
+        reloads
     }
 
     /// The broker's counters now.
@@ -184,4 +248,25 @@ impl Server {
         tracing::info!("stopped");
         failure.map_or(Ok(()), Err)
     }
+}
+
+/// A listener of a running [`Server`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// Its `name`, or `KIND BIND`.
+    pub name: String,
+    /// `tcp`, `tls`, `ws` or `wss`.
+    pub kind: &'static str,
+    /// The address bound (with the port chosen for a configured port 0).
+    pub address: SocketAddr,
+}
+
+/// The outcome of [`Server::reload_tls`] for one TLS listener.
+#[derive(Debug)]
+pub struct TlsReload {
+    /// The listener's name.
+    pub listener: String,
+    /// `Ok` if new handshakes use the files read now; the error otherwise
+    /// (the previous certificates stay in use).
+    pub result: Result<(), TlsError>,
 }
