@@ -104,6 +104,21 @@ impl Authorizer {
         })
     }
 
+    /// Everyone may connect and do everything: no password file, no ACL.
+    pub fn allow_all() -> Self {
+        Self {
+            settings: AuthSettings {
+                allow_anonymous: true,
+                ..AuthSettings::default()
+            },
+            passwords: None,
+            acl: None,
+            // No user has SCRAM credentials, so every exchange fails at
+            // the proof whatever this is.
+            scram_secret: [0; 32],
+        }
+    }
+
     /// The same settings, files read again: for a reload. On error the
     /// caller keeps `self`.
     pub fn reload(&self) -> Result<Self, FileError> {

@@ -135,7 +135,7 @@ pub mod protocol;
 mod server;
 mod store;
 
-pub use config::{BrokerConfig, ConfigError, DurabilityConfig};
+pub use config::{AclDefault, BrokerConfig, ConfigError, DurabilityConfig};
 pub use error::BrokerError;
 pub use metrics::MetricsSnapshot;
 pub use server::Server;

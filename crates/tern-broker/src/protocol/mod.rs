@@ -18,10 +18,14 @@
 //!   acknowledgements of them;
 //! - `aliases`: the topic aliases the broker assigns in what it sends;
 //! - `subscriptions`: SUBSCRIBE and UNSUBSCRIBE;
+//! - `auth`: authentication at CONNECT (password or SCRAM-SHA-256 over
+//!   AUTH), the ACL checks of publish, subscribe and delivery, and the
+//!   limits on client identifiers, topics and subscriptions;
 //! - `ending`: DISCONNECT either way, refusals, errors and the will;
 //! - this module: the types and the dispatch.
 
 mod aliases;
+mod auth;
 mod connect;
 mod ending;
 mod inbound;
@@ -34,6 +38,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tern_auth::Authorizer;
 use tern_codec::{
     ByteString, DecodeError, MAX_PACKET_SIZE, Packet, PacketId, ProtocolVersion, QoS, ReasonCode,
     TopicFilter,
@@ -113,6 +118,13 @@ pub enum RouteOutcome {
     /// Not routed: the topic is reserved for the broker (`$SYS`). MQTT 5
     /// clients are told (0x87); older ones are acknowledged as Mosquitto does.
     ReservedTopic,
+    /// Not routed: the ACL does not let this client publish to the topic.
+    /// MQTT 5 clients are told (0x87); older ones are acknowledged as
+    /// Mosquitto does.
+    NotAuthorized,
+    /// Not routed: the topic has more levels or bytes than the broker
+    /// allows (MQTT 5: 0x90; older clients are acknowledged).
+    TopicInvalid,
 }
 
 /// What the runtime should do, in order.
@@ -161,6 +173,14 @@ pub enum Action {
     ContinueDelivery,
     /// An outgoing message was dropped for this client only.
     Dropped(OutboundDrop),
+    /// Something was refused by authentication, the ACL or a limit: count
+    /// it and log `detail`.
+    Denied {
+        /// What was refused.
+        denial: Denial,
+        /// Why, for the log.
+        detail: String,
+    },
     /// Close the connection after sending what precedes; nothing follows.
     Close {
         /// Why, for logs (sent to MQTT 5 clients before, when allowed).
@@ -179,6 +199,23 @@ pub struct OpenSession {
     pub expiry: SessionExpiry,
 }
 
+/// What authentication, authorization or a limit refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// A CONNECT: bad credentials, anonymous, failed enhanced
+    /// authentication or an unknown authentication method.
+    Connect,
+    /// A will whose topic the client may not publish to.
+    Will,
+    /// A PUBLISH the client may not make.
+    Publish,
+    /// A subscription the client may not make.
+    Subscribe,
+    /// A client identifier, topic or number of subscriptions beyond the
+    /// configured limits.
+    Limit,
+}
+
 /// Why an outgoing message was dropped for one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboundDrop {
@@ -191,6 +228,9 @@ pub enum OutboundDrop {
 enum State {
     /// Waiting for CONNECT until the deadline.
     AwaitingConnect { deadline: Instant },
+    /// CONNECT started enhanced authentication: waiting for the client's
+    /// AUTH until the same deadline.
+    Authenticating { deadline: Instant },
     /// CONNECT accepted; the session is being opened.
     Opening,
     /// CONNACK sent.
@@ -239,6 +279,14 @@ pub struct Protocol {
     outbound_aliases: aliases::OutboundAliases,
     /// QoS 1 publishes received and not yet acknowledged.
     unacked_qos1: usize,
+    /// The users, ACL and policy in force (swapped by the runtime on reload).
+    authorizer: Arc<Authorizer>,
+    /// The authenticated user name (`None`: anonymous).
+    user: Option<ByteString>,
+    /// An enhanced authentication in progress.
+    pending_auth: Option<Box<auth::PendingAuth>>,
+    /// The server-final SCRAM message, sent in the CONNACK.
+    auth_response: Option<Vec<u8>>,
 }
 
 impl Protocol {
@@ -264,7 +312,24 @@ impl Protocol {
             aliases: Vec::new(),
             outbound_aliases: aliases::OutboundAliases::default(),
             unacked_qos1: 0,
+            authorizer: Arc::new(Authorizer::allow_all()),
+            user: None,
+            pending_auth: None,
+            auth_response: None,
         }
+    }
+
+    /// Applies `authorizer` from the next input on: the runtime calls it
+    /// at start and whenever the password or ACL file was reloaded. A
+    /// connection already accepted keeps its user; its later publishes,
+    /// subscriptions and deliveries follow the new rules.
+    pub fn set_authorizer(&mut self, authorizer: Arc<Authorizer>) {
+        self.authorizer = authorizer;
+    }
+
+    /// The authenticated user name, once CONNECT was accepted.
+    pub fn user(&self) -> Option<&ByteString> {
+        self.user.as_ref()
     }
 
     /// The version to encode packets in: the client's once CONNECT arrived.
@@ -291,7 +356,9 @@ impl Protocol {
     /// or 1.5 times the keep alive after the last packet received.
     pub fn next_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::AwaitingConnect { deadline } => Some(deadline),
+            State::AwaitingConnect { deadline } | State::Authenticating { deadline } => {
+                Some(deadline)
+            }
             State::Connected => self
                 .keep_alive
                 .map(|keep_alive| self.last_received + keep_alive.mul_f32(1.5)),
@@ -319,6 +386,7 @@ impl Protocol {
         }
         match self.state {
             State::AwaitingConnect { deadline } => self.before_session(input, deadline, now, out),
+            State::Authenticating { deadline } => self.authenticating(input, deadline, now, out),
             State::Opening => match (input, session) {
                 (Input::SessionOpened { session_present }, Some(session)) => {
                     self.on_session_opened(session_present, session, now, out);
@@ -358,7 +426,7 @@ impl Protocol {
     /// Inputs before CONNECT: only CONNECT is allowed.
     fn before_session(&mut self, input: Input, deadline: Instant, now: Now, out: &mut Vec<Action>) {
         match input {
-            Input::Packet(Packet::Connect(connect)) => self.on_connect(*connect, out),
+            Input::Packet(Packet::Connect(connect)) => self.on_connect(*connect, deadline, out),
             Input::DecodeError(DecodeError::UnsupportedProtocolLevel(level)) => {
                 // Answer in the form the client most likely reads: MQTT 5's
                 // for a newer level, 3.1.1's (return code 1) for an older.
@@ -462,7 +530,7 @@ impl Protocol {
                 );
             }
             Packet::Auth(_) => {
-                let detail = "enhanced authentication is not supported";
+                let detail = "re-authentication is not supported";
                 self.fail(ReasonCode::ProtocolError, detail, session, now, out);
             }
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {

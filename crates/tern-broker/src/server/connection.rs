@@ -11,6 +11,12 @@
 //! socket, messages queued in its session, acknowledgements whose store
 //! writes completed, a keep-alive or CONNECT deadline, a takeover by
 //! another connection, and the server's shutdown.
+//!
+//! With `max_message_rate` or `max_bytes_rate` set, a client beyond its
+//! rate is throttled: the socket is not read (and buffered packets are not
+//! decoded) until the pause ends; the keep-alive deadline waits too, and
+//! what arrived during the pause is read before time is checked again
+//! (see [`super::throttle`] for why this rather than a refusal).
 
 use std::collections::VecDeque;
 use std::io;
@@ -29,11 +35,12 @@ use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use super::acks::AckQueue;
+use super::throttle::TokenBucket;
 use crate::broker::registry::{Attachment, SessionCell, SessionKey};
 use crate::broker::{Broker, stopped, wall_clock};
 use crate::metrics::add;
 use crate::protocol::{
-    Action, InboundAck, Input, Now, OpenSession, OutboundDrop, Protocol, RouteOutcome,
+    Action, Denial, InboundAck, Input, Now, OpenSession, OutboundDrop, Protocol, RouteOutcome,
 };
 
 /// Bytes read per system call, at most.
@@ -71,6 +78,7 @@ enum Event {
     Deliver,
     Acked(InboundAck, RouteOutcome),
     Tick,
+    ThrottleOver,
 }
 
 struct Connection {
@@ -93,6 +101,14 @@ struct Connection {
     shutdown: watch::Receiver<bool>,
     /// The socket failed: nothing more is written.
     broken: bool,
+    /// The authorizer generation the protocol has.
+    auth_generation: u64,
+    /// `max_message_rate` of this client.
+    message_rate: Option<TokenBucket>,
+    /// `max_bytes_rate` of this client.
+    byte_rate: Option<TokenBucket>,
+    /// Reading is paused until then.
+    throttled_until: Option<Instant>,
 }
 
 impl Connection {
@@ -104,8 +120,15 @@ impl Connection {
     ) -> Self {
         let settings = Arc::clone(&broker.settings);
         let max_packet_size = settings.max_packet_size;
+        let now = Instant::now();
+        let mut protocol = Protocol::new(settings, connection_id, now);
+        let auth_generation = broker.auth.generation();
+        protocol.set_authorizer(broker.auth.current());
+        let bucket = |rate: u32| (rate > 0).then(|| TokenBucket::new(rate, now));
+        let message_rate = bucket(broker.config.max_message_rate);
+        let byte_rate = bucket(broker.config.max_bytes_rate);
         Self {
-            protocol: Protocol::new(settings, connection_id, Instant::now()),
+            protocol,
             decoder: Decoder::new(ProtocolVersion::V3_1_1, max_packet_size),
             broker,
             stream,
@@ -122,6 +145,10 @@ impl Connection {
             matches: Matches::new(),
             shutdown,
             broken: false,
+            auth_generation,
+            message_rate,
+            byte_rate,
+            throttled_until: None,
         }
     }
 
@@ -130,9 +157,22 @@ impl Connection {
         while !self.protocol.is_closed() {
             match self.next_event().await {
                 Event::Read(Ok(0)) => self.process(Input::ConnectionLost).await,
-                Event::Read(Ok(read)) => {
-                    add(&self.broker.metrics.bytes_received, read as u64);
+                Event::Read(Ok(read)) => self.on_read(read).await,
+                Event::ThrottleOver => {
+                    self.throttled_until = None;
                     self.decode_and_process().await;
+                    // Read what arrived during the pause (a PINGREQ, say)
+                    // before the keep-alive deadline is looked at again.
+                    match self.stream.try_read_buf(&mut self.read_buf) {
+                        Ok(0) => self.process(Input::ConnectionLost).await,
+                        Ok(read) => self.on_read(read).await,
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(error) => {
+                            tracing::debug!(%error, "read failed");
+                            self.broken = true;
+                            self.process(Input::ConnectionLost).await;
+                        }
+                    }
                 }
                 Event::Read(Err(error)) => {
                     tracing::debug!(%error, "read failed");
@@ -156,6 +196,27 @@ impl Connection {
             self.await_store_capacity().await;
         }
         self.finish().await;
+    }
+
+    /// `read` bytes arrived: count them against the byte rate, then decode.
+    async fn on_read(&mut self, read: usize) {
+        add(&self.broker.metrics.bytes_received, read as u64);
+        if let Some(bucket) = &mut self.byte_rate {
+            let now = Instant::now();
+            let pause = bucket.take(read as u64, now);
+            if !pause.is_zero() {
+                self.throttle(now + pause);
+            }
+        }
+        self.decode_and_process().await;
+    }
+
+    /// Pauses reading (and decoding) until `until`.
+    fn throttle(&mut self, until: Instant) {
+        if self.throttled_until.is_none_or(|current| current < until) {
+            tracing::debug!(pause = ?until.saturating_duration_since(Instant::now()), "throttled");
+            self.throttled_until = Some(until);
+        }
     }
 
     /// The store's back-pressure: when the disk cannot keep up and too
@@ -185,12 +246,14 @@ impl Connection {
             shutdown,
             cell,
             protocol,
+            throttled_until,
             ..
         } = self;
         if read_buf.capacity() - read_buf.len() < READ_CHUNK / 2 {
             read_buf.reserve(READ_CHUNK);
         }
-        let deadline = protocol.next_timeout();
+        let throttled = *throttled_until;
+        let deadline = protocol.next_timeout().filter(|_| throttled.is_none());
         let deliveries = cell.as_deref().filter(|_| protocol.is_connected());
         tokio::select! {
             () = stopped(shutdown) => Event::Shutdown,
@@ -204,7 +267,13 @@ impl Connection {
                 Event::Kicked(kicked)
             }
             (ack, outcome) = acks.next(), if !acks.is_empty() => Event::Acked(ack, outcome),
-            read = stream.read_buf(read_buf) => Event::Read(read),
+            read = stream.read_buf(read_buf), if throttled.is_none() => Event::Read(read),
+            () = async {
+                match throttled {
+                    Some(until) => tokio::time::sleep_until(until.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => Event::ThrottleOver,
             () = async {
                 match deliveries {
                     Some(cell) => cell.notify.notified().await,
@@ -222,11 +291,18 @@ impl Connection {
 
     /// Feeds every whole packet received to the protocol.
     async fn decode_and_process(&mut self) {
-        while !self.protocol.is_closed() {
+        while !self.protocol.is_closed() && self.throttled_until.is_none() {
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(packet)) => {
                     if let Packet::Publish(_) = packet {
                         add(&self.broker.metrics.messages_received, 1);
+                        if let Some(bucket) = &mut self.message_rate {
+                            let now = Instant::now();
+                            let pause = bucket.take(1, now);
+                            if !pause.is_zero() {
+                                self.throttle(now + pause);
+                            }
+                        }
                     }
                     self.process(Input::Packet(packet)).await;
                 }
@@ -260,6 +336,11 @@ impl Connection {
             instant: Instant::now(),
             wall: wall_clock(),
         };
+        let generation = self.broker.auth.generation();
+        if generation != self.auth_generation {
+            self.auth_generation = generation;
+            self.protocol.set_authorizer(self.broker.auth.current());
+        }
         let Some(cell) = &self.cell else {
             self.protocol.handle(input, None, now, &mut self.actions);
             return;
@@ -345,6 +426,18 @@ impl Connection {
             // Counted by the session (`Metrics::count_drops`).
             Action::Dropped(OutboundDrop::PacketTooLarge) => {
                 tracing::debug!("message larger than the client's maximum packet size dropped");
+            }
+            Action::Denied { denial, detail } => {
+                self.broker.metrics.count_denial(denial);
+                let user = self.protocol.user().map(|user| &**user);
+                match denial {
+                    Denial::Connect | Denial::Will => {
+                        tracing::info!(?denial, user, "refused: {detail}");
+                    }
+                    Denial::Publish | Denial::Subscribe | Denial::Limit => {
+                        tracing::debug!(?denial, user, "refused: {detail}");
+                    }
+                }
             }
             Action::Close { reason } => tracing::info!(%reason, "closing"),
         }

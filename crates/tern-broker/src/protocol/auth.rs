@@ -1,0 +1,260 @@
+//! Who the client is and what it may do: authentication at CONNECT, the
+//! ACL checks, and the limits on topics and subscriptions.
+//!
+//! - A CONNECT without an Authentication Method is checked against the
+//!   password file (`tern_auth::Authorizer::check_password`): an unknown
+//!   user or a wrong or missing password gets CONNACK 0x86 (MQTT 3.1.1:
+//!   4); no user name when anonymous clients are not allowed, 0x87 (5).
+//! - A CONNECT with the method `SCRAM-SHA-256` starts enhanced
+//!   authentication: the client-first message is in its Authentication
+//!   Data, the server-first goes back in AUTH 0x18, the client-final comes
+//!   in the client's AUTH 0x18, and the server-final rides in the CONNACK.
+//!   The connection waits in `State::Authenticating` until the CONNECT
+//!   deadline. Any other method gets CONNACK 0x8C; a failed exchange 0x86.
+//!   The SCRAM user name is the client's user; a CONNECT that also names
+//!   a different user is refused.
+//! - Publishing needs write permission on the topic; subscribing needs
+//!   subscribe permission on the filter (without `$share/GROUP/`); every
+//!   delivery needs read permission on the topic, checked as the message
+//!   leaves the queue (`outbound`), so that a reloaded ACL applies to
+//!   subscriptions made before it. A will needs write permission
+//!   (`connect`).
+//!
+//! The password hash costs milliseconds of CPU and is computed here, on the
+//! connection's task; `max_connection_rate` bounds how many a flood can ask for.
+
+use tern_auth::scram::{self, ScramServer};
+use tern_auth::{Access, Client, Refusal};
+use tern_codec::{Auth, AuthProperties, Connect, Packet, ReasonCode, TopicFilter};
+use tern_session::Session;
+
+use super::{Action, Denial, Input, Now, Protocol, State, WillFate, detach};
+
+/// An enhanced authentication waiting for the client's AUTH.
+#[derive(Debug)]
+pub(super) struct PendingAuth {
+    server: ScramServer,
+    connect: Connect,
+}
+
+impl Protocol {
+    /// Authenticates `connect`: returns it if it may proceed now; `None`
+    /// if it was refused or an AUTH exchange started.
+    pub(super) fn authenticate(
+        &mut self,
+        connect: Connect,
+        deadline: std::time::Instant,
+        out: &mut Vec<Action>,
+    ) -> Option<Connect> {
+        if self.version.is_v5()
+            && let Some(method) = &connect.properties.authentication_method
+        {
+            if &**method != scram::METHOD {
+                let detail = format!(
+                    "authentication method {method:?} is not supported (only {})",
+                    scram::METHOD
+                );
+                self.deny_connect(ReasonCode::BadAuthenticationMethod, detail, out);
+                return None;
+            }
+            self.start_scram(connect, deadline, out);
+            return None;
+        }
+        let user = connect.username.as_deref();
+        match self
+            .authorizer
+            .check_password(user, connect.password.as_deref())
+        {
+            Ok(()) => {
+                self.user = connect.username.as_ref().map(detach);
+                Some(connect)
+            }
+            Err(refusal) => {
+                let reason = match refusal {
+                    Refusal::BadCredentials(_) => ReasonCode::BadUserNameOrPassword,
+                    Refusal::AnonymousNotAllowed => ReasonCode::NotAuthorized,
+                };
+                self.deny_connect(reason, refusal.to_string(), out);
+                None
+            }
+        }
+    }
+
+    fn start_scram(
+        &mut self,
+        connect: Connect,
+        deadline: std::time::Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let client_first = connect
+            .properties
+            .authentication_data
+            .clone()
+            .unwrap_or_default();
+        let started = ScramServer::user_of(&client_first)
+            .map(|user| self.authorizer.scram_lookup(&user))
+            .and_then(|lookup| {
+                // No random source is an operational failure, not the client's.
+                let nonce = scram::fresh_nonce().unwrap_or_else(|_| {
+                    format!("{:016x}{:x}", self.connection_id, client_first.len())
+                });
+                ScramServer::start(&client_first, lookup, &nonce)
+            });
+        match started {
+            Ok((server, server_first)) => {
+                out.push(Action::Send(Packet::Auth(Box::new(Auth {
+                    reason_code: ReasonCode::ContinueAuthentication,
+                    properties: AuthProperties {
+                        authentication_method: Some(scram::METHOD.into()),
+                        authentication_data: Some(server_first.into()),
+                        ..AuthProperties::default()
+                    },
+                    ..Auth::default()
+                }))));
+                self.pending_auth = Some(Box::new(PendingAuth { server, connect }));
+                self.state = State::Authenticating { deadline };
+            }
+            Err(error) => {
+                self.deny_connect(ReasonCode::BadUserNameOrPassword, error.to_string(), out);
+            }
+        }
+    }
+
+    /// Inputs while waiting for the client's AUTH.
+    pub(super) fn authenticating(
+        &mut self,
+        input: Input,
+        deadline: std::time::Instant,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        match input {
+            Input::Packet(Packet::Auth(auth)) => self.on_auth(*auth, out),
+            Input::Tick if now.instant < deadline => {}
+            Input::Tick => {
+                let reason = ReasonCode::MaximumConnectTime;
+                self.end(reason, WillFate::Discard, None, now, out);
+            }
+            Input::DecodeError(error) => {
+                self.end(error.reason_code(), WillFate::Discard, None, now, out);
+            }
+            Input::Packet(_) => {
+                let detail = "a packet other than AUTH during enhanced authentication".into();
+                self.deny_connect(ReasonCode::ProtocolError, detail, out);
+            }
+            Input::ServerShutdown => {
+                let reason = ReasonCode::ServerShuttingDown;
+                self.end(reason, WillFate::Discard, None, now, out);
+            }
+            Input::ConnectionLost => {
+                let reason = ReasonCode::UnspecifiedError;
+                self.end(reason, WillFate::Discard, None, now, out);
+            }
+            Input::SessionOpened { .. }
+            | Input::Deliver
+            | Input::Routed { .. }
+            | Input::TakenOver => {}
+        }
+    }
+
+    /// The client's AUTH with the client-final message.
+    fn on_auth(&mut self, auth: Auth, out: &mut Vec<Action>) {
+        let Some(pending) = self.pending_auth.take() else {
+            let detail = "AUTH without an exchange in progress".into();
+            return self.deny_connect(ReasonCode::ProtocolError, detail, out);
+        };
+        let method = auth.properties.authentication_method.as_deref();
+        if auth.reason_code != ReasonCode::ContinueAuthentication || method != Some(scram::METHOD) {
+            let detail = format!(
+                "AUTH with reason {} and method {method:?}: expected 0x18 and {}",
+                auth.reason_code,
+                scram::METHOD
+            );
+            return self.deny_connect(ReasonCode::ProtocolError, detail, out);
+        }
+        let PendingAuth { server, connect } = *pending;
+        let client_final = auth.properties.authentication_data.unwrap_or_default();
+        let success = match server.finish(&client_final) {
+            Ok(success) => success,
+            Err(error) => {
+                return self.deny_connect(
+                    ReasonCode::BadUserNameOrPassword,
+                    error.to_string(),
+                    out,
+                );
+            }
+        };
+        if let Some(named) = &connect.username
+            && **named != *success.user
+        {
+            let detail = format!(
+                "the CONNECT names user {named:?} but SCRAM authenticated {:?}",
+                success.user
+            );
+            return self.deny_connect(ReasonCode::BadUserNameOrPassword, detail, out);
+        }
+        self.user = Some(success.user.into());
+        self.auth_response = Some(success.server_final);
+        self.accept_connect(connect, out);
+    }
+
+    /// Refuses the CONNECT with `reason`, counting a denial.
+    fn deny_connect(&mut self, reason: ReasonCode, detail: String, out: &mut Vec<Action>) {
+        out.push(Action::Denied {
+            denial: Denial::Connect,
+            detail,
+        });
+        self.pending_auth = None;
+        self.refuse(reason, out);
+    }
+
+    /// Whether this client may have `access` to `topic`.
+    pub(super) fn authorized(&self, access: Access, topic: &str) -> bool {
+        let client = Client {
+            user: self.user.as_deref(),
+            client_id: &self.client_id,
+        };
+        self.authorizer.authorize(client, access, topic)
+    }
+
+    /// Whether a delivery of `topic` must be withheld from this client.
+    pub(super) fn read_denied(&self, topic: &str) -> bool {
+        self.authorizer.checks_reads() && !self.authorized(Access::Read, topic)
+    }
+
+    /// Whether `topic` (a name, or a filter without `$share/GROUP/`) is
+    /// within `max_topic_length` and `max_topic_levels`.
+    pub(super) fn topic_within_limits(&self, topic: &str) -> bool {
+        let levels = topic.bytes().filter(|&byte| byte == b'/').count() + 1;
+        topic.len() <= usize::from(self.settings.max_topic_length)
+            && levels <= usize::from(self.settings.max_topic_levels)
+    }
+
+    /// Why a subscription to `filter` is refused, if it is: the SUBACK code
+    /// and the denial to count.
+    pub(super) fn subscription_refusal(
+        &self,
+        filter: &TopicFilter,
+        session: &Session,
+    ) -> Option<(ReasonCode, Action)> {
+        let denied =
+            |reason, denial, detail: String| Some((reason, Action::Denied { denial, detail }));
+        if !self.topic_within_limits(filter.as_str()) {
+            let detail = format!("filter {filter} is beyond max_topic_length or max_topic_levels");
+            return denied(ReasonCode::TopicFilterInvalid, Denial::Limit, detail);
+        }
+        let subscriptions = session.subscriptions();
+        if let Some(max) = self.settings.max_subscriptions
+            && subscriptions.len() >= max
+            && !subscriptions.contains_key(filter)
+        {
+            let detail = format!("more than max_subscriptions_per_client ({max}) subscriptions");
+            return denied(ReasonCode::QuotaExceeded, Denial::Limit, detail);
+        }
+        if !self.authorized(Access::Subscribe, filter.filter()) {
+            let detail = format!("the ACL does not allow subscribing to {filter}");
+            return denied(ReasonCode::NotAuthorized, Denial::Subscribe, detail);
+        }
+        None
+    }
+}
