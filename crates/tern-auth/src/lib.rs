@@ -43,7 +43,7 @@ pub use acl::{Access, Acl, Client};
 pub use error::{FileError, HashError};
 pub use hash::{PasswordHash, ScramCredentials};
 pub use passwd::PasswordFile;
-pub use scram::{ScramError, ScramServer, ScramSuccess};
+pub use scram::{ScramClient, ScramError, ScramServer, ScramSuccess};
 
 /// What the broker's configuration says about authentication and
 /// authorization.
@@ -102,6 +102,25 @@ impl Authorizer {
             acl,
             scram_secret,
         })
+    }
+
+    /// An authorizer from files already parsed (for tests and embedders);
+    /// [`Authorizer::reload`] reads the files `settings` names.
+    pub fn from_parts(
+        settings: AuthSettings,
+        passwords: Option<PasswordFile>,
+        acl: Option<Acl>,
+    ) -> Self {
+        let mut scram_secret = [0; 32];
+        // Without a random source unknown users get made-up credentials
+        // from a zero secret: still refused, only easier to enumerate.
+        let _ = getrandom::fill(&mut scram_secret);
+        Self {
+            settings,
+            passwords,
+            acl,
+            scram_secret,
+        }
     }
 
     /// Everyone may connect and do everything: no password file, no ACL.

@@ -181,6 +181,81 @@ impl ScramServer {
     }
 }
 
+/// The client side of SCRAM-SHA-256, for Tern's clients and tests: the
+/// same messages as the module docs show, from the other end.
+#[derive(Debug)]
+pub struct ScramClient {
+    password: String,
+    client_first_bare: String,
+    client_nonce: String,
+    expected_server_final: Option<Vec<u8>>,
+}
+
+impl ScramClient {
+    /// An exchange for `user` with `password`; `nonce` is random printable
+    /// text without commas.
+    pub fn new(user: &str, password: &str, nonce: &str) -> Self {
+        let user = user.replace('=', "=3D").replace(',', "=2C");
+        Self {
+            password: password.to_string(),
+            client_first_bare: format!("n={user},r={nonce}"),
+            client_nonce: nonce.to_string(),
+            expected_server_final: None,
+        }
+    }
+
+    /// The client-first message (the CONNECT's Authentication Data).
+    pub fn client_first(&self) -> Vec<u8> {
+        format!("n,,{}", self.client_first_bare).into_bytes()
+    }
+
+    /// The client-final message answering `server_first`.
+    pub fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, ScramError> {
+        let malformed = ScramError::Malformed("server-first");
+        let text = std::str::from_utf8(server_first).map_err(|_| malformed.clone())?;
+        let mut attributes = text.split(',');
+        let mut next = |prefix: &str| {
+            attributes
+                .next()
+                .and_then(|attribute| attribute.strip_prefix(prefix))
+                .ok_or(malformed.clone())
+        };
+        let nonce = next("r=")?;
+        let salt = STANDARD
+            .decode(next("s=")?)
+            .map_err(|_| malformed.clone())?;
+        let iterations: u32 = next("i=")?.parse().map_err(|_| malformed.clone())?;
+        if !nonce.starts_with(&self.client_nonce) || iterations == 0 {
+            return Err(ScramError::Mismatch);
+        }
+        let salted = crate::hash::salted_password(self.password.as_bytes(), &salt, iterations);
+        let credentials = ScramCredentials::from_salted_password(&salted, &salt, iterations);
+        let client_key = hmac_sha256(&salted, b"Client Key");
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{text},{without_proof}", self.client_first_bare);
+        let signature = hmac_sha256(&credentials.stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let server_signature = hmac_sha256(&credentials.server_key, auth_message.as_bytes());
+        self.expected_server_final =
+            Some(format!("v={}", STANDARD.encode(server_signature)).into_bytes());
+        Ok(format!("{without_proof},p={}", STANDARD.encode(proof)).into_bytes())
+    }
+
+    /// Checks the server-final message: the server knew the credentials.
+    pub fn verify_server_final(&self, server_final: &[u8]) -> Result<(), ScramError> {
+        let expected = self.expected_server_final.as_deref().unwrap_or_default();
+        if bool::from(expected.ct_eq(server_final)) && !expected.is_empty() {
+            Ok(())
+        } else {
+            Err(ScramError::BadProof("(the server)".into()))
+        }
+    }
+}
+
 /// A server nonce: 18 random bytes in base64 (printable, no comma).
 pub fn fresh_nonce() -> Result<String, crate::HashError> {
     let mut bytes = [0u8; 18];
@@ -291,6 +366,41 @@ mod tests {
             success.server_final,
             b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
         );
+    }
+
+    #[test]
+    fn rfc7677_client() {
+        let mut client = ScramClient::new("user", "pencil", "rOprNGfwEbeRWgbNEkqO");
+        assert_eq!(client.client_first(), b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+        let client_final = client
+            .client_final(
+                b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+                  s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+            )
+            .unwrap();
+        assert_eq!(
+            client_final,
+            b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+              p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+        );
+        assert!(
+            client
+                .verify_server_final(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+                .is_ok()
+        );
+        assert!(client.verify_server_final(b"v=AAAA").is_err());
+    }
+
+    #[test]
+    fn client_and_server_agree_on_generated_credentials() {
+        let credentials = ScramCredentials::generate(b"s3cret", 4096).unwrap();
+        let mut client = ScramClient::new("a,b", "s3cret", "nonce1");
+        let (server, server_first) =
+            ScramServer::start(&client.client_first(), Lookup::Found(credentials), "n2").unwrap();
+        assert_eq!(server.user(), "a,b");
+        let client_final = client.client_final(&server_first).unwrap();
+        let success = server.finish(&client_final).unwrap();
+        client.verify_server_final(&success.server_final).unwrap();
     }
 
     fn rfc_server(lookup: Lookup) -> ScramServer {

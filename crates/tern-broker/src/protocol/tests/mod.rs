@@ -2,6 +2,7 @@
 //! I/O, no clock: the harness owns the time and plays the broker's part
 //! (creating the session for [`Action::OpenSession`]).
 
+mod auth;
 mod connect;
 mod delivery;
 mod ending;
