@@ -123,6 +123,13 @@ impl PasswordFile {
         temporary.push(".tmp");
         let temporary = PathBuf::from(temporary);
         std::fs::write(&temporary, self.to_text()).map_err(write_error)?;
+        // Hashes are worth a brute force: readable by the owner only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let owner_only = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(&temporary, owner_only).map_err(write_error)?;
+        }
         std::fs::rename(&temporary, path).map_err(write_error)
     }
 }

@@ -11,6 +11,7 @@
 mod bench;
 mod connection;
 mod format;
+mod passwd;
 mod properties;
 mod publish;
 mod serve;
@@ -39,6 +40,8 @@ enum Command {
     Sub(subscribe::SubArgs),
     /// Load-test a broker (emqtt-bench style): connections, throughput, latency, losses.
     Bench(bench::BenchArgs),
+    /// Add, change or delete a user of a password file, like mosquitto_passwd.
+    Passwd(passwd::PasswdArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Pub(args) => run_client(publish::run(args)),
         Command::Sub(args) => run_client(subscribe::run(args)),
         Command::Bench(args) => bench::run_command(args),
+        Command::Passwd(args) => passwd::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
