@@ -57,8 +57,13 @@ class Broker:
 
     host = "127.0.0.1"
 
-    def __init__(self, kind: str, workdir: Path):
+    def __init__(self, kind: str, workdir: Path, *, config: str | None = None,
+                 extra_args: list[str] | None = None):
+        """`config`: the text of a TOML configuration file for `tern serve
+        --config` (Tern only); `extra_args`: more `tern serve` flags."""
         self.kind = kind
+        self.config = config
+        self.extra_args = list(extra_args or [])
         self.port = free_port()
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -72,8 +77,12 @@ class Broker:
             return [mosquitto_binary(), "-c", str(self._mosquitto_config())]
         extra = shlex.split(os.environ.get("TERN_ARGS", ""))
         binary = tern_binary()
+        if self.config is not None:
+            path = self.workdir / "tern.toml"
+            path.write_text(self.config)
+            extra = ["--config", str(path), *extra]
         return [binary, "serve", "--listen", f"{self.host}:{self.port}",
-                "--data-dir", str(self.data_dir), *extra]
+                "--data-dir", str(self.data_dir), *extra, *self.extra_args]
 
     def _mosquitto_config(self) -> Path:
         path = self.workdir / "mosquitto.conf"
@@ -150,6 +159,11 @@ class Broker:
         self._reap_group()
         self.process = None
         return code
+
+    def reload(self) -> None:
+        """SIGHUP: Tern reloads its password and ACL files."""
+        assert self.process is not None, "broker not running"
+        self.process.send_signal(signal.SIGHUP)
 
     def restart(self) -> None:
         self.stop()

@@ -89,6 +89,8 @@ class Client:
         keepalive: int = 60,
         will: Will | None = None,
         connect_properties: dict | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ):
         self.broker = broker
         self.client_id = client_id
@@ -114,6 +116,8 @@ class Client:
             clean_session=clean if version == V311 else None,
             reconnect_on_failure=False,
         )
+        if username is not None:
+            self.paho.username_pw_set(username, password)
         if will:
             will_props = None
             if will.delay is not None:
