@@ -225,9 +225,16 @@ impl Protocol {
     /// Whether `topic` (a name, or a filter without `$share/GROUP/`) is
     /// within `max_topic_length` and `max_topic_levels`.
     pub(super) fn topic_within_limits(&self, topic: &str) -> bool {
-        let levels = topic.bytes().filter(|&byte| byte == b'/').count() + 1;
-        topic.len() <= usize::from(self.settings.max_topic_length)
-            && levels <= usize::from(self.settings.max_topic_levels)
+        self.within_limits(topic, topic)
+    }
+
+    /// Whether `whole` is within `max_topic_length` and `levels` (the part
+    /// that is matched: a shared filter without `$share/GROUP/`) within
+    /// `max_topic_levels`.
+    fn within_limits(&self, whole: &str, levels: &str) -> bool {
+        let count = levels.bytes().filter(|&byte| byte == b'/').count() + 1;
+        whole.len() <= usize::from(self.settings.max_topic_length)
+            && count <= usize::from(self.settings.max_topic_levels)
     }
 
     /// Why a subscription to `filter` is refused, if it is: the SUBACK code
@@ -239,7 +246,7 @@ impl Protocol {
     ) -> Option<(ReasonCode, Action)> {
         let denied =
             |reason, denial, detail: String| Some((reason, Action::Denied { denial, detail }));
-        if !self.topic_within_limits(filter.as_str()) {
+        if !self.within_limits(filter.as_str(), filter.filter()) {
             let detail = format!("filter {filter} is beyond max_topic_length or max_topic_levels");
             return denied(ReasonCode::TopicFilterInvalid, Denial::Limit, detail);
         }

@@ -355,11 +355,11 @@ fn limits_on_client_ids_topics_and_subscriptions() {
 
     let mut harness = Harness::with_settings(|settings| {
         settings.max_topic_levels = 3;
-        settings.max_topic_length = 10;
+        settings.max_topic_length = 20;
         settings.max_subscriptions = Some(2);
     });
     harness.connect_with(connect(ProtocolVersion::V5, "c"), None);
-    for topic in ["a/b/c/d", "abcdefghijk"] {
+    for topic in ["a/b/c/d", "abcdefghijklmnopqrstu"] {
         let actions = harness.publish(publish(topic, QoS::AtLeastOnce, Some(1)));
         assert!(routed(&actions).is_empty());
         assert!(actions.iter().any(|action| matches!(
@@ -381,7 +381,8 @@ fn limits_on_client_ids_topics_and_subscriptions() {
         routed(&harness.publish(publish("a/b/c", QoS::AtMostOnce, None))).len(),
         1
     );
-    let actions = harness.packet(subscribe_to(&["a/+/c/#", "x", "y", "x", "z"]));
+    // `$share/g/` counts towards the length but not the levels.
+    let actions = harness.packet(subscribe_to(&["a/+/c/#", "$share/g/a/b/c", "x", "x", "z"]));
     assert_eq!(
         suback_codes(&actions),
         [
