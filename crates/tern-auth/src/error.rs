@@ -50,7 +50,8 @@ pub enum HashError {
     Random(String),
 }
 
-/// A password or ACL file that cannot be used. Line numbers start at 1.
+/// A password or ACL file that cannot be used (or the random source the
+/// authorizer needs). Line numbers start at 1.
 #[derive(Debug, Error)]
 pub enum FileError {
     /// The file cannot be read.
@@ -79,6 +80,12 @@ pub enum FileError {
         /// What is wrong and the fix.
         message: String,
     },
+    /// The operating system's random generator failed.
+    #[error(
+        "cannot draw random bytes from the operating system ({0}); check that /dev/urandom or \
+         getrandom(2) is available"
+    )]
+    Random(String),
     /// A line of an ACL file.
     #[error("{path}:{line}: {message}")]
     Acl {

@@ -21,7 +21,8 @@ use crate::error::HashError;
 /// PBKDF2 iterations for new SCRAM credentials (RFC 7677 asks for at least
 /// 4096; more slows a brute force of a stolen file).
 pub const DEFAULT_SCRAM_ITERATIONS: u32 = 15_000;
-/// Fewest iterations accepted in a file: below this a hash is too cheap.
+/// Fewest iterations accepted in a file (PBKDF2 needs one; Mosquitto
+/// writes 101, `tern passwd` [`DEFAULT_SCRAM_ITERATIONS`]).
 pub const MIN_ITERATIONS: u32 = 1;
 /// Most iterations accepted in a file, so that a crafted file cannot make
 /// every CONNECT burn seconds of CPU.

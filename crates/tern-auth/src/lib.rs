@@ -91,11 +91,7 @@ impl Authorizer {
             .transpose()?;
         let acl = settings.acl_file.as_deref().map(Acl::load).transpose()?;
         let mut scram_secret = [0; 32];
-        getrandom::fill(&mut scram_secret).map_err(|error| FileError::Password {
-            path: PathBuf::from("(SCRAM secret)"),
-            line: 0,
-            message: format!("cannot draw random bytes from the operating system: {error}"),
-        })?;
+        getrandom::fill(&mut scram_secret).map_err(|error| FileError::Random(error.to_string()))?;
         Ok(Self {
             settings,
             passwords,

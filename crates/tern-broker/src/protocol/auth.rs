@@ -13,6 +13,9 @@
 //!   deadline. Any other method gets CONNACK 0x8C; a failed exchange 0x86.
 //!   The SCRAM user name is the client's user; a CONNECT that also names
 //!   a different user is refused.
+//! - A client the transport authenticated (`Protocol::set_verified_user`,
+//!   a TLS client certificate) needs no password: the verified name is its
+//!   user.
 //! - Publishing needs write permission on the topic; subscribing needs
 //!   subscribe permission on the filter (without `$share/GROUP/`); every
 //!   delivery needs read permission on the topic, checked as the message
@@ -59,6 +62,10 @@ impl Protocol {
             }
             self.start_scram(connect, deadline, out);
             return None;
+        }
+        if let Some(user) = &self.verified_user {
+            self.user = Some(user.clone());
+            return Some(connect);
         }
         let user = connect.username.as_deref();
         match self

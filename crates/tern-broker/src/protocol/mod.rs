@@ -287,6 +287,8 @@ pub struct Protocol {
     pending_auth: Option<Box<auth::PendingAuth>>,
     /// The server-final SCRAM message, sent in the CONNACK.
     auth_response: Option<Vec<u8>>,
+    /// A user name the transport authenticated (a TLS client certificate).
+    verified_user: Option<ByteString>,
 }
 
 impl Protocol {
@@ -316,7 +318,17 @@ impl Protocol {
             user: None,
             pending_auth: None,
             auth_response: None,
+            verified_user: None,
         }
+    }
+
+    /// The transport already authenticated the client as `user` (a TLS
+    /// client certificate on a listener with `use_identity_as_username`):
+    /// a CONNECT without an Authentication Method is then accepted without
+    /// a password, and `user` replaces its user name for the ACL, as
+    /// Mosquitto does. Call it before the first input.
+    pub fn set_verified_user(&mut self, user: ByteString) {
+        self.verified_user = Some(user);
     }
 
     /// Applies `authorizer` from the next input on: the runtime calls it

@@ -107,6 +107,18 @@ fn passwords_decide_and_refusals_carry_the_right_code() {
 }
 
 #[test]
+fn a_user_verified_by_the_transport_needs_no_password() {
+    let mut harness = harness();
+    harness.protocol.set_verified_user("alice".into());
+    let connect = login(ProtocolVersion::V5, Some("mallory"), None);
+    let actions = harness.connect_with(connect, None);
+    assert_eq!(connack(&actions).reason_code, ReasonCode::Success);
+    assert_eq!(harness.protocol.user().map(|u| &**u), Some("alice"));
+    let actions = harness.publish(publish("alice/x", QoS::AtMostOnce, None));
+    assert_eq!(routed(&actions).len(), 1, "alice's ACL applies");
+}
+
+#[test]
 fn anonymous_clients_connect_when_allowed() {
     let mut harness = Harness::new();
     harness.protocol.set_authorizer(authorizer(true));
