@@ -98,15 +98,19 @@ impl Protocol {
             .authentication_data
             .clone()
             .unwrap_or_default();
+        // A predictable nonce would allow replays: without a random source
+        // the exchange does not start (an operational failure, not the
+        // client's, hence 0x88).
+        let nonce = match scram::fresh_nonce() {
+            Ok(nonce) => nonce,
+            Err(error) => {
+                let detail = format!("SCRAM needs a random nonce: {error}");
+                return self.deny_connect(ReasonCode::ServerUnavailable, detail, out);
+            }
+        };
         let started = ScramServer::user_of(&client_first)
             .map(|user| self.authorizer.scram_lookup(&user))
-            .and_then(|lookup| {
-                // No random source is an operational failure, not the client's.
-                let nonce = scram::fresh_nonce().unwrap_or_else(|_| {
-                    format!("{:016x}{:x}", self.connection_id, client_first.len())
-                });
-                ScramServer::start(&client_first, lookup, &nonce)
-            });
+            .and_then(|lookup| ScramServer::start(&client_first, lookup, &nonce));
         match started {
             Ok((server, server_first)) => {
                 out.push(Action::Send(Packet::Auth(Box::new(Auth {
