@@ -172,6 +172,12 @@ impl Authorizer {
         }
     }
 
+    /// Whether [`Authorizer::check_password`] of a user name derives a
+    /// hash (milliseconds of CPU): there is a password file.
+    pub fn checks_passwords(&self) -> bool {
+        self.passwords.is_some()
+    }
+
     /// Whether anonymous clients may connect.
     pub fn allows_anonymous(&self) -> bool {
         self.settings.allow_anonymous

@@ -23,9 +23,12 @@
 //!   subscriptions made before it. A will needs write permission
 //!   (`connect`).
 //!
-//! The password hash costs milliseconds of CPU and is computed here, on the
-//! connection's task; `max_connection_rate` bounds how many a flood can ask for.
+//! A password hash costs milliseconds of CPU: with a password file the
+//! protocol asks the runtime to check it ([`Action::CheckPassword`], run
+//! off the async threads) and waits in `State::Authenticating`;
+//! `max_connection_rate` bounds how many a flood can ask for.
 
+use bytes::Bytes;
 use tern_auth::scram::{self, ScramServer};
 use tern_auth::{Access, Client, Refusal};
 use tern_codec::{Auth, AuthProperties, Connect, Packet, ReasonCode, TopicFilter};
@@ -33,11 +36,16 @@ use tern_session::Session;
 
 use super::{Action, Denial, Input, Now, Protocol, State, WillFate, detach};
 
-/// An enhanced authentication waiting for the client's AUTH.
+/// A CONNECT waiting to be authenticated.
 #[derive(Debug)]
-pub(super) struct PendingAuth {
-    server: ScramServer,
-    connect: Connect,
+pub(super) enum PendingAuth {
+    /// An enhanced authentication waiting for the client's AUTH.
+    Scram {
+        server: Box<ScramServer>,
+        connect: Connect,
+    },
+    /// A password being checked by the runtime.
+    Password { connect: Connect },
 }
 
 impl Protocol {
@@ -67,11 +75,32 @@ impl Protocol {
             self.user = Some(user.clone());
             return Some(connect);
         }
-        let user = connect.username.as_deref();
-        match self
-            .authorizer
-            .check_password(user, connect.password.as_deref())
+        if self.authorizer.checks_passwords()
+            && let Some(user) = &connect.username
         {
+            // A slow hash: the runtime checks it off the async threads.
+            out.push(Action::CheckPassword {
+                user: detach(user),
+                password: connect.password.as_deref().map(Bytes::copy_from_slice),
+            });
+            self.pending_auth = Some(Box::new(PendingAuth::Password { connect }));
+            self.state = State::Authenticating { deadline };
+            return None;
+        }
+        let checked = self
+            .authorizer
+            .check_password(connect.username.as_deref(), None);
+        self.on_password_checked(connect, checked, out)
+    }
+
+    /// Accepts `connect` (returned) or refuses it after its password check.
+    fn on_password_checked(
+        &mut self,
+        connect: Connect,
+        checked: Result<(), Refusal>,
+        out: &mut Vec<Action>,
+    ) -> Option<Connect> {
+        match checked {
             Ok(()) => {
                 self.user = connect.username.as_ref().map(detach);
                 Some(connect)
@@ -122,7 +151,10 @@ impl Protocol {
                     },
                     ..Auth::default()
                 }))));
-                self.pending_auth = Some(Box::new(PendingAuth { server, connect }));
+                self.pending_auth = Some(Box::new(PendingAuth::Scram {
+                    server: Box::new(server),
+                    connect,
+                }));
                 self.state = State::Authenticating { deadline };
             }
             Err(error) => {
@@ -131,7 +163,7 @@ impl Protocol {
         }
     }
 
-    /// Inputs while waiting for the client's AUTH.
+    /// Inputs while waiting for the client's AUTH or the password check.
     pub(super) fn authenticating(
         &mut self,
         input: Input,
@@ -141,6 +173,17 @@ impl Protocol {
     ) {
         match input {
             Input::Packet(Packet::Auth(auth)) => self.on_auth(*auth, out),
+            Input::PasswordChecked(checked) => match self.pending_auth.take().map(|p| *p) {
+                Some(PendingAuth::Password { connect }) => {
+                    if let Some(connect) = self.on_password_checked(connect, checked, out) {
+                        self.accept_connect(connect, out);
+                    }
+                }
+                pending => {
+                    debug_assert!(false, "a password check without one pending");
+                    self.pending_auth = pending.map(Box::new);
+                }
+            },
             Input::Tick if now.instant < deadline => {}
             Input::Tick => {
                 let reason = ReasonCode::MaximumConnectTime;
@@ -170,7 +213,8 @@ impl Protocol {
 
     /// The client's AUTH with the client-final message.
     fn on_auth(&mut self, auth: Auth, out: &mut Vec<Action>) {
-        let Some(pending) = self.pending_auth.take() else {
+        let Some(PendingAuth::Scram { server, connect }) = self.pending_auth.take().map(|p| *p)
+        else {
             let detail = "AUTH without an exchange in progress".into();
             return self.deny_connect(ReasonCode::ProtocolError, detail, out);
         };
@@ -183,7 +227,6 @@ impl Protocol {
             );
             return self.deny_connect(ReasonCode::ProtocolError, detail, out);
         }
-        let PendingAuth { server, connect } = *pending;
         let client_final = auth.properties.authentication_data.unwrap_or_default();
         let success = match server.finish(&client_final) {
             Ok(success) => success,

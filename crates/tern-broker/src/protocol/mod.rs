@@ -38,7 +38,8 @@ mod tests;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_auth::Authorizer;
+use bytes::Bytes;
+use tern_auth::{Authorizer, Refusal};
 use tern_codec::{
     ByteString, DecodeError, MAX_PACKET_SIZE, Packet, PacketId, ProtocolVersion, QoS, ReasonCode,
     TopicFilter,
@@ -91,6 +92,8 @@ pub enum Input {
     },
     /// Another connection took over this client's session.
     TakenOver,
+    /// The password asked for by [`Action::CheckPassword`] was checked.
+    PasswordChecked(Result<(), Refusal>),
     /// The server is shutting down.
     ServerShutdown,
     /// The socket failed or the client closed it.
@@ -180,6 +183,14 @@ pub enum Action {
         denial: Denial,
         /// Why, for the log.
         detail: String,
+    },
+    /// Check a CONNECT's password with [`Protocol::authorizer`] off the
+    /// async threads (a slow hash), then answer [`Input::PasswordChecked`].
+    CheckPassword {
+        /// The user name.
+        user: ByteString,
+        /// The password, if the CONNECT had one.
+        password: Option<Bytes>,
     },
     /// Close the connection after sending what precedes; nothing follows.
     Close {
@@ -339,6 +350,11 @@ impl Protocol {
         self.authorizer = authorizer;
     }
 
+    /// The users, ACL and policy this connection applies.
+    pub fn authorizer(&self) -> &Arc<Authorizer> {
+        &self.authorizer
+    }
+
     /// The authenticated user name, once CONNECT was accepted.
     pub fn user(&self) -> Option<&ByteString> {
         self.user.as_ref()
@@ -475,6 +491,7 @@ impl Protocol {
             Input::SessionOpened { .. }
             | Input::Deliver
             | Input::Routed { .. }
+            | Input::PasswordChecked(_)
             | Input::TakenOver => {}
         }
     }
@@ -511,7 +528,7 @@ impl Protocol {
                 let reason = ReasonCode::UnspecifiedError;
                 self.end(reason, WillFate::Publish, Some(session), now, out);
             }
-            Input::SessionOpened { .. } => {}
+            Input::SessionOpened { .. } | Input::PasswordChecked(_) => {}
         }
     }
 

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::FutureExt;
+use tern_auth::Refusal;
 use tern_codec::{Decoder, Packet, ProtocolVersion};
 use tern_router::Matches;
 use tern_session::{Pending, SessionStore};
@@ -426,6 +427,19 @@ impl Connection {
             // Counted by the session (`Metrics::count_drops`).
             Action::Dropped(OutboundDrop::PacketTooLarge) => {
                 tracing::debug!("message larger than the client's maximum packet size dropped");
+            }
+            Action::CheckPassword { user, password } => {
+                // PBKDF2 takes milliseconds: off the async worker threads.
+                let authorizer = Arc::clone(self.protocol.authorizer());
+                let checked = tokio::task::spawn_blocking(move || {
+                    authorizer.check_password(Some(&user), password.as_deref())
+                })
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "the password check failed; this is a bug, please report it");
+                    Err(Refusal::BadCredentials(String::new()))
+                });
+                self.inputs.push_back(Input::PasswordChecked(checked));
             }
             Action::Denied { denial, detail } => {
                 self.broker.metrics.count_denial(denial);

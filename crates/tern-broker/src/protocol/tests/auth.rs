@@ -107,6 +107,31 @@ fn passwords_decide_and_refusals_carry_the_right_code() {
 }
 
 #[test]
+fn the_runtime_checks_passwords_before_the_connect_deadline() {
+    let mut harness = harness();
+    let connect = login(ProtocolVersion::V5, Some("alice"), Some("secret"));
+    let actions = harness.packet(Packet::Connect(Box::new(connect)));
+    let [Action::CheckPassword { user, password }] = actions.as_slice() else {
+        panic!("expected a password check: {actions:?}");
+    };
+    assert_eq!(
+        (&**user, password.as_deref()),
+        ("alice", Some(&b"secret"[..]))
+    );
+    assert!(!harness.protocol.is_connected() && !harness.protocol.is_closed());
+    assert!(harness.input(Input::Tick).is_empty());
+    let deadline = harness
+        .protocol
+        .next_timeout()
+        .expect("the CONNECT deadline");
+    harness.advance(deadline - harness.now().instant);
+    let actions = harness.input(Input::Tick);
+    assert!(closes(&actions) && harness.protocol.is_closed());
+    // An answer that comes too late changes nothing.
+    assert!(harness.input(Input::PasswordChecked(Ok(()))).is_empty());
+}
+
+#[test]
 fn a_user_verified_by_the_transport_needs_no_password() {
     let mut harness = harness();
     harness.protocol.set_verified_user("alice".into());
