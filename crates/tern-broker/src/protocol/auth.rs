@@ -28,13 +28,32 @@
 //! off the async threads) and waits in `State::Authenticating`;
 //! `max_connection_rate` bounds how many a flood can ask for.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tern_auth::scram::{self, ScramServer};
-use tern_auth::{Access, Client, Refusal};
-use tern_codec::{Auth, AuthProperties, Connect, Packet, ReasonCode, TopicFilter};
+use tern_auth::{Access, Authorizer, Client, Refusal};
+use tern_codec::{Auth, AuthProperties, ByteString, Connect, Packet, ReasonCode, TopicFilter};
 use tern_session::Session;
 
-use super::{Action, Denial, Input, Now, Protocol, State, WillFate, detach};
+use super::{Action, Input, Now, Protocol, State, WillFate, detach};
+
+/// What authentication, authorization or a limit refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// A CONNECT: bad credentials, anonymous, failed enhanced
+    /// authentication or an unknown authentication method.
+    Connect,
+    /// A will whose topic the client may not publish to.
+    Will,
+    /// A PUBLISH the client may not make.
+    Publish,
+    /// A subscription the client may not make.
+    Subscribe,
+    /// A client identifier, topic or number of subscriptions beyond the
+    /// configured limits.
+    Limit,
+}
 
 /// A CONNECT waiting to be authenticated.
 #[derive(Debug)]
@@ -49,6 +68,33 @@ pub(super) enum PendingAuth {
 }
 
 impl Protocol {
+    /// Applies `authorizer` from the next input on: the runtime calls it
+    /// at start and whenever the password or ACL file was reloaded. A
+    /// connection already accepted keeps its user; its later publishes,
+    /// subscriptions and deliveries follow the new rules.
+    pub fn set_authorizer(&mut self, authorizer: Arc<Authorizer>) {
+        self.authorizer = authorizer;
+    }
+
+    /// The users, ACL and policy this connection applies.
+    pub fn authorizer(&self) -> &Arc<Authorizer> {
+        &self.authorizer
+    }
+
+    /// The transport already authenticated the client as `user` (a TLS
+    /// client certificate on a listener with `use_identity_as_username`):
+    /// a CONNECT without an Authentication Method is then accepted without
+    /// a password, and `user` replaces its user name for the ACL, as
+    /// Mosquitto does. Call it before the first input.
+    pub fn set_verified_user(&mut self, user: ByteString) {
+        self.verified_user = Some(user);
+    }
+
+    /// The authenticated user name, once CONNECT was accepted.
+    pub fn user(&self) -> Option<&ByteString> {
+        self.user.as_ref()
+    }
+
     /// Authenticates `connect`: returns it if it may proceed now; `None`
     /// if it was refused or an AUTH exchange started.
     pub(super) fn authenticate(

@@ -46,6 +46,7 @@ use tern_codec::{
 };
 use tern_session::{Message, Session, SessionExpiry, Subscription, Timestamp, Will};
 
+pub use auth::Denial;
 pub use settings::ProtocolSettings;
 
 /// `text` in its own allocation. Strings decoded from a packet share the
@@ -210,23 +211,6 @@ pub struct OpenSession {
     pub expiry: SessionExpiry,
 }
 
-/// What authentication, authorization or a limit refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denial {
-    /// A CONNECT: bad credentials, anonymous, failed enhanced
-    /// authentication or an unknown authentication method.
-    Connect,
-    /// A will whose topic the client may not publish to.
-    Will,
-    /// A PUBLISH the client may not make.
-    Publish,
-    /// A subscription the client may not make.
-    Subscribe,
-    /// A client identifier, topic or number of subscriptions beyond the
-    /// configured limits.
-    Limit,
-}
-
 /// Why an outgoing message was dropped for one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboundDrop {
@@ -331,33 +315,6 @@ impl Protocol {
             auth_response: None,
             verified_user: None,
         }
-    }
-
-    /// The transport already authenticated the client as `user` (a TLS
-    /// client certificate on a listener with `use_identity_as_username`):
-    /// a CONNECT without an Authentication Method is then accepted without
-    /// a password, and `user` replaces its user name for the ACL, as
-    /// Mosquitto does. Call it before the first input.
-    pub fn set_verified_user(&mut self, user: ByteString) {
-        self.verified_user = Some(user);
-    }
-
-    /// Applies `authorizer` from the next input on: the runtime calls it
-    /// at start and whenever the password or ACL file was reloaded. A
-    /// connection already accepted keeps its user; its later publishes,
-    /// subscriptions and deliveries follow the new rules.
-    pub fn set_authorizer(&mut self, authorizer: Arc<Authorizer>) {
-        self.authorizer = authorizer;
-    }
-
-    /// The users, ACL and policy this connection applies.
-    pub fn authorizer(&self) -> &Arc<Authorizer> {
-        &self.authorizer
-    }
-
-    /// The authenticated user name, once CONNECT was accepted.
-    pub fn user(&self) -> Option<&ByteString> {
-        self.user.as_ref()
     }
 
     /// The version to encode packets in: the client's once CONNECT arrived.

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::FutureExt;
-use tern_auth::Refusal;
 use tern_codec::{Decoder, Packet, ProtocolVersion};
 use tern_router::Matches;
 use tern_session::{Pending, SessionStore};
@@ -36,12 +35,13 @@ use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use super::acks::AckQueue;
-use super::throttle::TokenBucket;
+use super::auth::{check_password, log_denial};
+use super::throttle::Throttle;
 use crate::broker::registry::{Attachment, SessionCell, SessionKey};
 use crate::broker::{Broker, stopped, wall_clock};
 use crate::metrics::add;
 use crate::protocol::{
-    Action, Denial, InboundAck, Input, Now, OpenSession, OutboundDrop, Protocol, RouteOutcome,
+    Action, InboundAck, Input, Now, OpenSession, OutboundDrop, Protocol, RouteOutcome,
 };
 
 /// Bytes read per system call, at most.
@@ -104,12 +104,8 @@ struct Connection {
     broken: bool,
     /// The authorizer generation the protocol has.
     auth_generation: u64,
-    /// `max_message_rate` of this client.
-    message_rate: Option<TokenBucket>,
-    /// `max_bytes_rate` of this client.
-    byte_rate: Option<TokenBucket>,
-    /// Reading is paused until then.
-    throttled_until: Option<Instant>,
+    /// `max_message_rate` and `max_bytes_rate` of this client.
+    throttle: Throttle,
 }
 
 impl Connection {
@@ -125,9 +121,8 @@ impl Connection {
         let mut protocol = Protocol::new(settings, connection_id, now);
         let auth_generation = broker.auth.generation();
         protocol.set_authorizer(broker.auth.current());
-        let bucket = |rate: u32| (rate > 0).then(|| TokenBucket::new(rate, now));
-        let message_rate = bucket(broker.config.max_message_rate);
-        let byte_rate = bucket(broker.config.max_bytes_rate);
+        let config = &broker.config;
+        let throttle = Throttle::new(config.max_message_rate, config.max_bytes_rate, now);
         Self {
             protocol,
             decoder: Decoder::new(ProtocolVersion::V3_1_1, max_packet_size),
@@ -147,9 +142,7 @@ impl Connection {
             shutdown,
             broken: false,
             auth_generation,
-            message_rate,
-            byte_rate,
-            throttled_until: None,
+            throttle,
         }
     }
 
@@ -160,7 +153,7 @@ impl Connection {
                 Event::Read(Ok(0)) => self.process(Input::ConnectionLost).await,
                 Event::Read(Ok(read)) => self.on_read(read).await,
                 Event::ThrottleOver => {
-                    self.throttled_until = None;
+                    self.throttle.resume();
                     self.decode_and_process().await;
                     // Read what arrived during the pause (a PINGREQ, say)
                     // before the keep-alive deadline is looked at again.
@@ -202,22 +195,8 @@ impl Connection {
     /// `read` bytes arrived: count them against the byte rate, then decode.
     async fn on_read(&mut self, read: usize) {
         add(&self.broker.metrics.bytes_received, read as u64);
-        if let Some(bucket) = &mut self.byte_rate {
-            let now = Instant::now();
-            let pause = bucket.take(read as u64, now);
-            if !pause.is_zero() {
-                self.throttle(now + pause);
-            }
-        }
+        self.throttle.read(read, Instant::now());
         self.decode_and_process().await;
-    }
-
-    /// Pauses reading (and decoding) until `until`.
-    fn throttle(&mut self, until: Instant) {
-        if self.throttled_until.is_none_or(|current| current < until) {
-            tracing::debug!(pause = ?until.saturating_duration_since(Instant::now()), "throttled");
-            self.throttled_until = Some(until);
-        }
     }
 
     /// The store's back-pressure: when the disk cannot keep up and too
@@ -247,13 +226,13 @@ impl Connection {
             shutdown,
             cell,
             protocol,
-            throttled_until,
+            throttle,
             ..
         } = self;
         if read_buf.capacity() - read_buf.len() < READ_CHUNK / 2 {
             read_buf.reserve(READ_CHUNK);
         }
-        let throttled = *throttled_until;
+        let throttled = throttle.paused_until();
         let deadline = protocol.next_timeout().filter(|_| throttled.is_none());
         let deliveries = cell.as_deref().filter(|_| protocol.is_connected());
         tokio::select! {
@@ -292,18 +271,12 @@ impl Connection {
 
     /// Feeds every whole packet received to the protocol.
     async fn decode_and_process(&mut self) {
-        while !self.protocol.is_closed() && self.throttled_until.is_none() {
+        while !self.protocol.is_closed() && self.throttle.paused_until().is_none() {
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(packet)) => {
                     if let Packet::Publish(_) = packet {
                         add(&self.broker.metrics.messages_received, 1);
-                        if let Some(bucket) = &mut self.message_rate {
-                            let now = Instant::now();
-                            let pause = bucket.take(1, now);
-                            if !pause.is_zero() {
-                                self.throttle(now + pause);
-                            }
-                        }
+                        self.throttle.publish(Instant::now());
                     }
                     self.process(Input::Packet(packet)).await;
                 }
@@ -429,29 +402,13 @@ impl Connection {
                 tracing::debug!("message larger than the client's maximum packet size dropped");
             }
             Action::CheckPassword { user, password } => {
-                // PBKDF2 takes milliseconds: off the async worker threads.
                 let authorizer = Arc::clone(self.protocol.authorizer());
-                let checked = tokio::task::spawn_blocking(move || {
-                    authorizer.check_password(Some(&user), password.as_deref())
-                })
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::error!(%error, "the password check failed; this is a bug, please report it");
-                    Err(Refusal::BadCredentials(String::new()))
-                });
+                let checked = check_password(authorizer, user, password).await;
                 self.inputs.push_back(Input::PasswordChecked(checked));
             }
             Action::Denied { denial, detail } => {
                 self.broker.metrics.count_denial(denial);
-                let user = self.protocol.user().map(|user| &**user);
-                match denial {
-                    Denial::Connect | Denial::Will => {
-                        tracing::info!(?denial, user, "refused: {detail}");
-                    }
-                    Denial::Publish | Denial::Subscribe | Denial::Limit => {
-                        tracing::debug!(?denial, user, "refused: {detail}");
-                    }
-                }
+                log_denial(denial, &detail, self.protocol.user());
             }
             Action::Close { reason } => tracing::info!(%reason, "closing"),
         }

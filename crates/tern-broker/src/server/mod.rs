@@ -16,6 +16,7 @@
 //! as disconnected and ends. Then the store is flushed and closed.
 
 mod acks;
+mod auth;
 mod connection;
 mod listener;
 pub(crate) mod throttle;

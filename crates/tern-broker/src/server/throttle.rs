@@ -1,6 +1,7 @@
 //! [`TokenBucket`]: a rate with bursts of one second's worth, for
-//! `max_message_rate`, `max_bytes_rate` (per connection) and
-//! `max_connection_rate` (per broker). Time is an argument.
+//! `max_message_rate`, `max_bytes_rate` (per connection, through
+//! [`Throttle`]) and `max_connection_rate` (per broker). Time is an
+//! argument.
 //!
 //! Why per-client rates throttle instead of refusing: a client beyond its
 //! rate has its socket left unread until it is within the rate again, so
@@ -62,9 +63,95 @@ impl TokenBucket {
     }
 }
 
+/// The reading pause of one connection under `max_message_rate` and
+/// `max_bytes_rate`: the connection counts what it reads and decodes, and
+/// neither reads nor decodes before [`Throttle::paused_until`].
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    messages: Option<TokenBucket>,
+    bytes: Option<TokenBucket>,
+    until: Option<Instant>,
+}
+
+impl Throttle {
+    /// Rates of 0 are not limited.
+    pub(crate) fn new(max_message_rate: u32, max_bytes_rate: u32, now: Instant) -> Self {
+        let bucket = |rate: u32| (rate > 0).then(|| TokenBucket::new(rate, now));
+        Self {
+            messages: bucket(max_message_rate),
+            bytes: bucket(max_bytes_rate),
+            until: None,
+        }
+    }
+
+    /// `bytes` were read from the socket.
+    pub(crate) fn read(&mut self, bytes: usize, now: Instant) {
+        if let Some(bucket) = &mut self.bytes {
+            let pause = bucket.take(bytes as u64, now);
+            self.pause(pause, now);
+        }
+    }
+
+    /// A PUBLISH was decoded.
+    pub(crate) fn publish(&mut self, now: Instant) {
+        if let Some(bucket) = &mut self.messages {
+            let pause = bucket.take(1, now);
+            self.pause(pause, now);
+        }
+    }
+
+    /// Until when nothing is read or decoded, if paused.
+    pub(crate) fn paused_until(&self) -> Option<Instant> {
+        self.until
+    }
+
+    /// The pause is over.
+    pub(crate) fn resume(&mut self) {
+        self.until = None;
+    }
+
+    fn pause(&mut self, pause: Duration, now: Instant) {
+        if pause.is_zero() {
+            return;
+        }
+        let until = now + pause;
+        if self.until.is_none_or(|current| current < until) {
+            tracing::debug!(?pause, "throttled");
+            self.until = Some(until);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttle_pauses_for_the_longer_debt() {
+        let start = Instant::now();
+        let mut off = Throttle::new(0, 0, start);
+        for _ in 0..1000 {
+            off.publish(start);
+            off.read(1 << 20, start);
+        }
+        assert_eq!(off.paused_until(), None, "0 means no limit");
+        let mut throttle = Throttle::new(2, 1024, start);
+        throttle.publish(start);
+        throttle.publish(start);
+        assert_eq!(throttle.paused_until(), None, "the burst passes");
+        throttle.publish(start);
+        assert_eq!(
+            throttle.paused_until(),
+            Some(start + Duration::from_millis(500))
+        );
+        throttle.read(3072, start);
+        assert_eq!(
+            throttle.paused_until(),
+            Some(start + Duration::from_secs(2))
+        );
+        throttle.resume();
+        assert_eq!(throttle.paused_until(), None);
+    }
 
     #[test]
     fn bursts_of_one_second_then_the_rate() {
