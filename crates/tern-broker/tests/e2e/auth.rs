@@ -88,7 +88,7 @@ async fn a_bad_password_file_stops_the_start_with_its_line() -> Result<()> {
         password_file: Some(passwords),
         ..BrokerConfig::for_tests()
     };
-    let error = start_with(config).await.err().expect("refused").to_string();
+    let error = start_with(config).await.expect_err("refused").to_string();
     assert!(error.contains("passwd:1: user \"ann\""), "{error}");
     assert!(error.contains("tern passwd"), "{error}");
     Ok(())
