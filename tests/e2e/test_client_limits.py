@@ -113,7 +113,7 @@ def test_message_rate_throttles_without_losing_anything(tmp_path):
             wire.publish("rate/t", str(index).encode(), version=V5) for index in range(60)))
         # Another client is not slowed down by the throttled one.
         fast.publish("other", b"ping", qos=1)
-        assert fast.get(1.0).payload == b"ping"
+        assert fast.get(1.5).payload == b"ping"
         received = subscriber.expect(60, timeout=10)
         elapsed = time.monotonic() - started
         assert [m.payload for m in received] == [str(i).encode() for i in range(60)]
@@ -153,9 +153,10 @@ def test_connection_rate_closes_the_excess(tmp_path):
     broker = start(tmp_path, "max_connection_rate = 5\n")
     try:
         time.sleep(1.2)  # let the start-up probes' tokens come back
+        # Open all 15 first (milliseconds), then see which got a CONNACK.
+        flood = [raw(broker, V311) for _ in range(15)]
         accepted, closed = 0, 0
-        for index in range(15):
-            client = raw(broker, V311)
+        for index, client in enumerate(flood):
             try:
                 client.send(wire.connect(f"flood-{index}"))
                 client.expect(wire.CONNACK, timeout=2)
@@ -164,8 +165,9 @@ def test_connection_rate_closes_the_excess(tmp_path):
                 closed += 1
             finally:
                 client.close()
-        assert 1 <= accepted <= 7, (accepted, closed)
-        assert closed >= 8, (accepted, closed)
+        # A burst of 5, and a few more if accepting took a while.
+        assert 1 <= accepted <= 8, (accepted, closed)
+        assert closed >= 7, (accepted, closed)
         time.sleep(1.2)
         client = raw(broker, V311)
         assert client.connect("after-the-flood").reason == 0
