@@ -5,8 +5,9 @@
 //! authentication; other users' lines (Mosquitto's `$7$` and `$6$`
 //! included) are kept as they are.
 //!
-//! The password comes from `--password` (visible to other local users in
-//! the process list: for throwaway setups), from the first line of
+//! The password comes from `--password` or, as in `mosquitto_passwd -b`,
+//! a third argument after `-b` (both visible to other local users in the
+//! process list: for throwaway setups), from the first line of
 //! standard input with `--stdin` (for scripts), or from a prompt on the
 //! terminal, asked twice.
 
@@ -28,8 +29,12 @@ pub struct PasswdArgs {
     #[arg(short = 'D', long = "delete")]
     delete: bool,
     /// The password (visible in the process list; prefer --stdin in scripts).
-    #[arg(long, value_name = "PASSWORD", conflicts_with_all = ["stdin", "delete"])]
+    #[arg(long, value_name = "PASSWORD", conflicts_with_all = ["stdin", "delete", "batch"])]
     password: Option<String>,
+    /// mosquitto_passwd's batch form: the password is the third argument
+    /// (`tern passwd -b FILE USER PASSWORD`; visible in the process list).
+    #[arg(short = 'b', requires = "batch_password", conflicts_with_all = ["stdin", "delete"])]
+    batch: bool,
     /// Read the password from the first line of standard input.
     #[arg(long, conflicts_with = "delete")]
     stdin: bool,
@@ -37,6 +42,9 @@ pub struct PasswdArgs {
     file: PathBuf,
     /// The user to add, change or delete.
     user: String,
+    /// The password, with -b.
+    #[arg(value_name = "PASSWORD", requires = "batch")]
+    batch_password: Option<String>,
 }
 
 /// Runs `tern passwd`.
@@ -77,7 +85,7 @@ fn load_existing(path: &Path) -> anyhow::Result<PasswordFile> {
 }
 
 fn read_password(args: &PasswdArgs) -> anyhow::Result<String> {
-    let password = if let Some(password) = &args.password {
+    let password = if let Some(password) = args.password.as_ref().or(args.batch_password.as_ref()) {
         password.clone()
     } else if args.stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
@@ -136,6 +144,14 @@ mod tests {
         let loaded = PasswordFile::load(&path).unwrap();
         assert!(loaded.get("alice").unwrap().verify(b"a2"));
         assert!(loaded.get("bob").unwrap().verify(b"b"));
+        passwd(&["-b", file, "carol", "c"]).unwrap();
+        assert!(
+            PasswordFile::load(&path)
+                .unwrap()
+                .get("carol")
+                .unwrap()
+                .verify(b"c")
+        );
         passwd(&["-D", file, "bob"]).unwrap();
         assert!(PasswordFile::load(&path).unwrap().get("bob").is_none());
         let error = passwd(&["-D", file, "bob"]).unwrap_err();
