@@ -482,6 +482,54 @@ pattern read users/%u/in
         }
     }
 
+    /// Every string of 1 to `max` levels over `alphabet`.
+    fn words(alphabet: &[&str], max: usize) -> Vec<String> {
+        let mut all: Vec<String> = alphabet.iter().map(|level| level.to_string()).collect();
+        let mut last = all.clone();
+        for _ in 1..max {
+            last = last
+                .iter()
+                .flat_map(|prefix| {
+                    alphabet
+                        .iter()
+                        .map(move |level| format!("{prefix}/{level}"))
+                })
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    /// `covers` never claims more than MQTT's matching rule gives: checked
+    /// exhaustively over small filters and topics against the reference
+    /// matcher of tern-codec.
+    #[test]
+    fn coverage_is_sound_against_the_reference_matcher() {
+        let filters: Vec<String> = words(&["a", "b", "+", "#"], 3)
+            .into_iter()
+            .chain(["$s/#".to_string(), "$s/a".to_string()])
+            .filter(|filter| TopicFilter::new(filter.as_str()).is_ok())
+            .collect();
+        let mut topics = words(&["a", "c", ""], 4);
+        topics.extend(["$s".to_string(), "$s/a".to_string()]);
+        let mut covered = 0;
+        for rule in &filters {
+            for filter in &filters {
+                if !covers(rule, filter) {
+                    continue;
+                }
+                covered += 1;
+                for topic in &topics {
+                    assert!(
+                        !matches_filter(filter, topic) || matches_filter(rule, topic),
+                        "{rule} covers {filter}, yet {topic} matches only the filter"
+                    );
+                }
+            }
+        }
+        assert!(covered > 300, "the check saw only {covered} covering pairs");
+    }
+
     #[test]
     fn parse_errors_name_the_line_and_the_fix() {
         let cases = [
