@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from harness import cli
 from harness import raw as wire
 from harness.broker import Broker, broker_kind, tern_binary
 from harness.clients import V5, V311, Client
@@ -116,6 +117,25 @@ def test_mosquitto_passwd_files_work(secured, clients):
         pytest.skip("mosquitto_passwd not installed (apt-get install mosquitto)")
     assert clients("c1", "carol", "carol-pw").connack.reason_code == 0
     assert clients("c2", "carol", "x", expect_success=False).connack.reason_code == 0x86
+
+
+def test_mosquitto_clients_with_credentials(secured):
+    """mosquitto_sub and mosquitto_pub with -u/-P; a wrong password makes
+    mosquitto_pub fail with the broker's answer."""
+    sub = cli.Sub(secured, ["alice/#"], qos=1, client_id="cli-alice",
+                  extra=["-u", "alice", "-P", "alice-pw"])
+    try:
+        sub.wait_subscribed()
+        cli.pub(secured, "alice/inbox", "hello", qos=1, client_id="cli-bob",
+                extra=["-u", "bob", "-P", "bob-pw"])
+        assert [m.payload for m in sub.expect(1)] == ["hello"]
+    finally:
+        sub.close()
+    command = ["mosquitto_pub", "-h", secured.host, "-p", str(secured.port), "-V", "mqttv5",
+               "-u", "bob", "-P", "wrong", "-t", "alice/inbox", "-m", "x"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    assert result.returncode != 0
+    assert "bad user name or password" in (result.stdout + result.stderr).lower(), result
 
 
 # -- authorization ----------------------------------------------------------
