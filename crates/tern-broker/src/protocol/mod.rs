@@ -186,7 +186,9 @@ pub enum Action {
         detail: String,
     },
     /// Check a CONNECT's password with [`Protocol::authorizer`] off the
-    /// async threads (a slow hash), then answer [`Input::PasswordChecked`].
+    /// async threads (a slow hash), then answer [`Input::PasswordChecked`]
+    /// before feeding any further packet (a client may send packets right
+    /// after CONNECT; they wait for the answer).
     CheckPassword {
         /// The user name.
         user: ByteString,
