@@ -294,6 +294,18 @@ def test_scram_sha_256_enhanced_authentication(secured):
     # The authenticated user's ACL applies.
     assert publish_qos1(client, "alice/x", 1) == 0x10
     assert publish_qos1(client, "bob/x", 2) == 0x87
+    # Re-authentication (MQTT 5 §4.12.1) on the same connection.
+    again = Scram("alice", "alice-pw")
+    client.send(wire.auth(0x19, {wire.AUTHENTICATION_METHOD: "SCRAM-SHA-256",
+                                 wire.AUTHENTICATION_DATA: again.client_first()}))
+    first = client.expect(wire.AUTH)
+    assert first.reason == 0x18, first
+    final = again.client_final(first.props[wire.AUTHENTICATION_DATA])
+    client.send(wire.auth(0x18, {wire.AUTHENTICATION_METHOD: "SCRAM-SHA-256",
+                                 wire.AUTHENTICATION_DATA: final}))
+    done = client.expect(wire.AUTH)
+    assert done.reason == 0 and done.props[wire.AUTHENTICATION_DATA] == again.expected
+    assert publish_qos1(client, "alice/y", 3) == 0x10
     client.close()
 
     connack, _, client = scram_connect(secured, "alice", "wrong")

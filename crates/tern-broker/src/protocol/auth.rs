@@ -13,6 +13,9 @@
 //!   deadline. Any other method gets CONNACK 0x8C; a failed exchange 0x86.
 //!   The SCRAM user name is the client's user; a CONNECT that also names
 //!   a different user is refused.
+//! - A client connected with SCRAM may re-authenticate (AUTH 0x19, MQTT 5
+//!   §4.12.1) as the same user; a failure ends the connection with
+//!   DISCONNECT 0x87.
 //! - A client the transport authenticated (`Protocol::set_verified_user`,
 //!   a TLS client certificate) needs no password: the verified name is its
 //!   user.
@@ -188,15 +191,8 @@ impl Protocol {
             .and_then(|lookup| ScramServer::start(&client_first, lookup, &nonce));
         match started {
             Ok((server, server_first)) => {
-                out.push(Action::Send(Packet::Auth(Box::new(Auth {
-                    reason_code: ReasonCode::ContinueAuthentication,
-                    properties: AuthProperties {
-                        authentication_method: Some(scram::METHOD.into()),
-                        authentication_data: Some(server_first.into()),
-                        ..AuthProperties::default()
-                    },
-                    ..Auth::default()
-                }))));
+                let reply = auth_packet(ReasonCode::ContinueAuthentication, server_first);
+                out.push(Action::Send(Packet::Auth(Box::new(reply))));
                 self.pending_auth = Some(Box::new(PendingAuth::Scram {
                     server: Box::new(server),
                     connect,
@@ -295,7 +291,78 @@ impl Protocol {
         }
         self.user = Some(success.user.into());
         self.auth_response = Some(success.server_final);
+        self.scram_connected = true;
         self.accept_connect(connect, out);
+    }
+
+    /// AUTH once connected: re-authentication (MQTT 5 §4.12.1) with the
+    /// method of the CONNECT, as the user of the connection. A failure
+    /// ends the connection with DISCONNECT 0x87; an AUTH the exchange does
+    /// not expect, with 0x82.
+    pub(super) fn on_reauth(
+        &mut self,
+        auth: Auth,
+        session: &mut Session,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        let method = auth.properties.authentication_method.as_deref();
+        if !self.scram_connected || method != Some(scram::METHOD) {
+            let detail = "AUTH without the authentication method of the CONNECT";
+            return self.fail(ReasonCode::ProtocolError, detail, session, now, out);
+        }
+        let data = auth.properties.authentication_data.unwrap_or_default();
+        let outcome = match (auth.reason_code, self.reauth.take()) {
+            (ReasonCode::ReAuthenticate, None) => self.start_reauth(&data),
+            (ReasonCode::ContinueAuthentication, Some(server)) => {
+                self.finish_reauth(*server, &data)
+            }
+            (reason, _) => Err((
+                ReasonCode::ProtocolError,
+                format!("AUTH {reason} does not continue the re-authentication"),
+            )),
+        };
+        match outcome {
+            Ok(reply) => out.push(Action::Send(Packet::Auth(Box::new(reply)))),
+            Err((reason, detail)) => {
+                out.push(Action::Denied {
+                    denial: Denial::Connect,
+                    detail: format!("re-authentication: {detail}"),
+                });
+                self.fail(reason, &detail, session, now, out);
+            }
+        }
+    }
+
+    fn start_reauth(&mut self, client_first: &[u8]) -> Result<Auth, (ReasonCode, String)> {
+        let refused = |detail: String| (ReasonCode::NotAuthorized, detail);
+        let nonce = scram::fresh_nonce().map_err(|error| refused(error.to_string()))?;
+        let user =
+            ScramServer::user_of(client_first).map_err(|error| refused(error.to_string()))?;
+        if self.user.as_deref() != Some(user.as_str()) {
+            return Err(refused(format!(
+                "a different user ({user:?}) than the connection's"
+            )));
+        }
+        let lookup = self.authorizer.scram_lookup(&user);
+        let (server, server_first) = ScramServer::start(client_first, lookup, &nonce)
+            .map_err(|error| refused(error.to_string()))?;
+        self.reauth = Some(Box::new(server));
+        Ok(auth_packet(
+            ReasonCode::ContinueAuthentication,
+            server_first,
+        ))
+    }
+
+    fn finish_reauth(
+        &mut self,
+        server: ScramServer,
+        client_final: &[u8],
+    ) -> Result<Auth, (ReasonCode, String)> {
+        let success = server
+            .finish(client_final)
+            .map_err(|error| (ReasonCode::NotAuthorized, error.to_string()))?;
+        Ok(auth_packet(ReasonCode::Success, success.server_final))
     }
 
     /// Refuses the CONNECT with `reason`, counting a denial.
@@ -363,5 +430,18 @@ impl Protocol {
             return denied(ReasonCode::NotAuthorized, Denial::Subscribe, detail);
         }
         None
+    }
+}
+
+/// An AUTH of the SCRAM-SHA-256 method carrying `data`.
+fn auth_packet(reason_code: ReasonCode, data: Vec<u8>) -> Auth {
+    Auth {
+        reason_code,
+        properties: AuthProperties {
+            authentication_method: Some(scram::METHOD.into()),
+            authentication_data: Some(data.into()),
+            ..AuthProperties::default()
+        },
+        ..Auth::default()
     }
 }

@@ -284,6 +284,10 @@ pub struct Protocol {
     pending_auth: Option<Box<auth::PendingAuth>>,
     /// The server-final SCRAM message, sent in the CONNACK.
     auth_response: Option<Vec<u8>>,
+    /// The CONNECT used SCRAM-SHA-256 (so the client may re-authenticate).
+    scram_connected: bool,
+    /// A re-authentication in progress.
+    reauth: Option<Box<tern_auth::ScramServer>>,
     /// A user name the transport authenticated (a TLS client certificate).
     verified_user: Option<ByteString>,
 }
@@ -315,6 +319,8 @@ impl Protocol {
             user: None,
             pending_auth: None,
             auth_response: None,
+            scram_connected: false,
+            reauth: None,
             verified_user: None,
         }
     }
@@ -517,10 +523,7 @@ impl Protocol {
                     out,
                 );
             }
-            Packet::Auth(_) => {
-                let detail = "re-authentication is not supported";
-                self.fail(ReasonCode::ProtocolError, detail, session, now, out);
-            }
+            Packet::Auth(auth) => self.on_reauth(*auth, session, now, out),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 let detail = "a packet only servers send";
                 self.fail(ReasonCode::ProtocolError, detail, session, now, out);

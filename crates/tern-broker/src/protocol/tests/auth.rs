@@ -220,6 +220,76 @@ fn scram_sha_256_over_auth_packets() {
     assert_eq!(harness.protocol.user().map(|u| &**u), Some("alice"));
 }
 
+fn reauth(reason: ReasonCode, data: Vec<u8>) -> Packet {
+    let Packet::Auth(mut auth) = client_auth(data) else {
+        unreachable!("client_auth builds an AUTH")
+    };
+    auth.reason_code = reason;
+    Packet::Auth(auth)
+}
+
+/// A harness connected as alice through SCRAM.
+fn scram_connected() -> Harness {
+    let mut harness = harness();
+    let mut client = ScramClient::new("alice", "secret", "n0");
+    let connect = scram_connect(&client, "SCRAM-SHA-256");
+    let actions = harness.packet(Packet::Connect(Box::new(connect)));
+    let client_final = client.client_final(&auth_data(&actions)).unwrap();
+    let actions = harness.packet(client_auth(client_final));
+    let Some(Action::OpenSession(request)) = actions.first() else {
+        panic!("expected the session to open: {actions:?}");
+    };
+    harness.session = Some(Session::new(
+        request.client_id.clone(),
+        request.expiry,
+        SessionLimits::default(),
+    ));
+    harness.input(Input::SessionOpened {
+        session_present: false,
+    });
+    assert!(harness.protocol.is_connected());
+    harness
+}
+
+#[test]
+fn scram_clients_can_re_authenticate() {
+    let mut harness = scram_connected();
+    let mut client = ScramClient::new("alice", "secret", "n1");
+    let actions = harness.packet(reauth(ReasonCode::ReAuthenticate, client.client_first()));
+    let client_final = client.client_final(&auth_data(&actions)).unwrap();
+    let actions = harness.packet(client_auth(client_final));
+    let [Action::Send(Packet::Auth(done))] = actions.as_slice() else {
+        panic!("expected AUTH success: {actions:?}");
+    };
+    assert_eq!(done.reason_code, ReasonCode::Success);
+    let server_final = done.properties.authentication_data.clone().unwrap();
+    client.verify_server_final(&server_final).unwrap();
+    assert!(harness.protocol.is_connected());
+
+    // A wrong password ends the connection with DISCONNECT 0x87.
+    let mut wrong = ScramClient::new("alice", "guess", "n2");
+    let actions = harness.packet(reauth(ReasonCode::ReAuthenticate, wrong.client_first()));
+    let client_final = wrong.client_final(&auth_data(&actions)).unwrap();
+    let actions = harness.packet(client_auth(client_final));
+    assert_eq!(disconnect_reason(&actions), Some(ReasonCode::NotAuthorized));
+    assert_eq!(denials(&actions), [Denial::Connect]);
+    assert!(harness.protocol.is_closed());
+
+    // As another user: refused at once.
+    let mut harness = scram_connected();
+    let other = ScramClient::new("bob", "x", "n3");
+    let actions = harness.packet(reauth(ReasonCode::ReAuthenticate, other.client_first()));
+    assert_eq!(disconnect_reason(&actions), Some(ReasonCode::NotAuthorized));
+}
+
+#[test]
+fn auth_after_a_password_connect_is_a_protocol_error() {
+    let mut harness = logged_in(ProtocolVersion::V5);
+    let client = ScramClient::new("alice", "secret", "n4");
+    let actions = harness.packet(reauth(ReasonCode::ReAuthenticate, client.client_first()));
+    assert_eq!(disconnect_reason(&actions), Some(ReasonCode::ProtocolError));
+}
+
 #[test]
 fn scram_with_a_wrong_password_or_unknown_method_is_refused() {
     let mut first = harness();
