@@ -32,6 +32,7 @@
 //! `max_connection_rate` bounds how many a flood can ask for.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use tern_auth::scram::{self, ScramServer};
@@ -103,7 +104,7 @@ impl Protocol {
     pub(super) fn authenticate(
         &mut self,
         connect: Connect,
-        deadline: std::time::Instant,
+        deadline: Instant,
         out: &mut Vec<Action>,
     ) -> Option<Connect> {
         if self.version.is_v5()
@@ -165,12 +166,7 @@ impl Protocol {
         }
     }
 
-    fn start_scram(
-        &mut self,
-        connect: Connect,
-        deadline: std::time::Instant,
-        out: &mut Vec<Action>,
-    ) {
+    fn start_scram(&mut self, connect: Connect, deadline: Instant, out: &mut Vec<Action>) {
         let client_first = connect
             .properties
             .authentication_data
@@ -209,7 +205,7 @@ impl Protocol {
     pub(super) fn authenticating(
         &mut self,
         input: Input,
-        deadline: std::time::Instant,
+        deadline: Instant,
         now: Now,
         out: &mut Vec<Action>,
     ) {
