@@ -118,6 +118,50 @@ pub struct BrokerConfig {
     /// Run as a node of a cluster (see [`ClusterSettings`]). Default:
     /// none, a single node.
     pub cluster: Option<ClusterSettings>,
+    /// A password file (`user:hash` per line, as written by `tern passwd`
+    /// or Mosquitto's `mosquitto_passwd`). Clients that send a user name
+    /// must send its password (else CONNACK 0x86; MQTT 3.1.1: 4). Reloaded
+    /// on SIGHUP. Default: none (user names are not checked).
+    pub password_file: Option<PathBuf>,
+    /// An ACL file: which user or client may publish, receive and
+    /// subscribe to which topics (docs/security.md has the grammar).
+    /// Reloaded on SIGHUP. Default: none (everything is allowed).
+    pub acl_file: Option<PathBuf>,
+    /// Whether a client may connect without a user name (else CONNACK
+    /// 0x87; MQTT 3.1.1: 5, as Mosquitto answers). Default: true without a
+    /// `password_file`, false with one.
+    pub allow_anonymous: Option<bool>,
+    /// What an `acl_file` decides when none of its rules matches.
+    /// Default: `deny` (as Mosquitto).
+    pub acl_default: AclDefault,
+    /// Longest client identifier accepted, in bytes; a longer one is
+    /// refused with CONNACK 0x85 (MQTT 3.1.1: 2). Default: 256.
+    pub max_client_id_length: u16,
+    /// Most levels (`/`-separated parts) in a topic name or filter. A
+    /// PUBLISH beyond it is not routed (MQTT 5: PUBACK/PUBREC 0x90); a
+    /// subscription beyond it is refused (SUBACK 0x8F; 3.1.1: 0x80).
+    /// Default: 128.
+    pub max_topic_levels: u16,
+    /// Longest topic name or filter, in bytes, with the same answers as
+    /// `max_topic_levels`. Default: 4096.
+    pub max_topic_length: u16,
+    /// Most subscriptions one client (session) may hold; a SUBSCRIBE
+    /// beyond it is refused for the new filters (SUBACK 0x97; 3.1.1:
+    /// 0x80). 0 means no limit. Default: 1000.
+    pub max_subscriptions_per_client: u32,
+    /// Most PUBLISH packets per second one client may send. Beyond it the
+    /// broker stops reading from that client until it is within the rate
+    /// again (TCP pushes back on the client; nothing is lost or refused).
+    /// Bursts of up to one second's worth pass. 0 means no limit. Default: 0.
+    pub max_message_rate: u32,
+    /// Most bytes per second read from one client, throttled the same way
+    /// as `max_message_rate`. 0 means no limit; else at least 1024.
+    /// Default: 0.
+    pub max_bytes_rate: u32,
+    /// Most new connections accepted per second, over all listeners;
+    /// beyond it a new socket is closed before anything is read (bursts of
+    /// one second's worth pass). 0 means no limit. Default: 0.
+    pub max_connection_rate: u32,
 }
 
 impl Default for BrokerConfig {
@@ -142,9 +186,35 @@ impl Default for BrokerConfig {
             connect_timeout: 10,
             admin_listen: None,
             cluster: None,
+            password_file: None,
+            acl_file: None,
+            allow_anonymous: None,
+            acl_default: AclDefault::Deny,
+            max_client_id_length: 256,
+            max_topic_levels: 128,
+            max_topic_length: 4096,
+            max_subscriptions_per_client: 1000,
+            max_message_rate: 0,
+            max_bytes_rate: 0,
+            max_connection_rate: 0,
         }
     }
 }
+
+/// What an ACL file decides when none of its rules matches a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AclDefault {
+    /// Refuse (Mosquitto's behaviour). The default.
+    #[default]
+    Deny,
+    /// Allow: the file lists only what is forbidden.
+    Allow,
+}
+
+/// The smallest `max_bytes_rate` accepted: below it a single read of a
+/// packet could pause a connection for longer than its keep alive.
+pub const MIN_BYTES_RATE: u32 = 1024;
 
 /// How durable a message is when its publisher gets PUBACK or PUBREC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -226,6 +296,15 @@ pub enum ConfigError {
     /// an idle socket could be held for ever.
     #[error("connect_timeout is {0}: set it between 1 and 86400 seconds (the default is 10)")]
     ConnectTimeout(u64),
+    /// A limit that would refuse every client.
+    #[error("{0} is 0: set it to at least 1 (the default is {1})")]
+    ZeroLimit(&'static str, u32),
+    /// Throttling below what one read takes.
+    #[error(
+        "max_bytes_rate is {0}: set it to 0 (no limit) or at least {MIN_BYTES_RATE} bytes per \
+         second"
+    )]
+    BytesRate(u32),
     /// Periodic flush without a period.
     #[error(
         "durability.periodic_ms is 0: give the flush period in milliseconds (for example 100), \
@@ -292,7 +371,31 @@ impl BrokerConfig {
         if let Some(cluster) = &self.cluster {
             cluster.validate(self.data_dir.is_some())?;
         }
+        let limits = [
+            ("max_client_id_length", self.max_client_id_length, 256),
+            ("max_topic_levels", self.max_topic_levels, 128),
+            ("max_topic_length", self.max_topic_length, 4096),
+        ];
+        for (key, value, default) in limits {
+            if value == 0 {
+                return Err(ConfigError::ZeroLimit(key, default));
+            }
+        }
+        if self.max_bytes_rate != 0 && self.max_bytes_rate < MIN_BYTES_RATE {
+            return Err(ConfigError::BytesRate(self.max_bytes_rate));
+        }
         Ok(())
+    }
+
+    /// The authentication and authorization settings, with the defaults
+    /// that depend on other keys applied.
+    pub fn auth_settings(&self) -> tern_auth::AuthSettings {
+        tern_auth::AuthSettings {
+            password_file: self.password_file.clone(),
+            acl_file: self.acl_file.clone(),
+            allow_anonymous: self.allow_anonymous.unwrap_or(self.password_file.is_none()),
+            acl_default_allow: self.acl_default == AclDefault::Allow,
+        }
     }
 
     /// `max_connections` as a limit: `None` when unlimited (negative).
@@ -346,6 +449,21 @@ mod tests {
     }
 
     #[test]
+    fn anonymous_clients_are_allowed_unless_there_is_a_password_file() {
+        let open = BrokerConfig::default().auth_settings();
+        assert!(open.allow_anonymous);
+        assert!(!open.acl_default_allow);
+        let closed = parse(r#"{"password_file": "/etc/tern/passwd"}"#).unwrap();
+        assert!(!closed.auth_settings().allow_anonymous);
+        let reopened =
+            parse(r#"{"password_file": "/p", "allow_anonymous": true, "acl_default": "allow"}"#)
+                .unwrap()
+                .auth_settings();
+        assert!(reopened.allow_anonymous);
+        assert!(reopened.acl_default_allow);
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let error = parse(r#"{"max_packet_sise": 10}"#).unwrap_err();
         assert!(error.to_string().contains("max_packet_sise"), "{error}");
@@ -375,7 +493,10 @@ mod tests {
     #[test]
     fn validation_names_the_key_and_the_fix() {
         type Breaker = fn(&mut BrokerConfig);
-        let cases: [(Breaker, &str); 9] = [
+        let cases: [(Breaker, &str); 12] = [
+            (|c| c.max_client_id_length = 0, "max_client_id_length"),
+            (|c| c.max_topic_levels = 0, "max_topic_levels"),
+            (|c| c.max_bytes_rate = 100, "max_bytes_rate"),
             (|c| c.listeners.clear(), "listeners"),
             (|c| c.max_packet_size = 10, "max_packet_size"),
             (|c| c.max_inflight_messages = 0, "max_inflight_messages"),

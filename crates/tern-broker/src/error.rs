@@ -20,6 +20,9 @@ pub enum BrokerError {
     /// The session store could not be opened, read or closed.
     #[error("session store: {0}")]
     Store(#[from] StoreError),
+    /// The password or ACL file cannot be used.
+    #[error("authentication: {0}")]
+    Auth(#[from] tern_auth::FileError),
     /// A listener address could not be bound.
     #[error(
         "cannot listen on {address}: {source}; check that no other program uses this port and \

@@ -33,6 +33,11 @@
 //!   argument: `Instant` for keep alive, `Timestamp` for expiry), never
 //!   touches a socket and takes no lock. Its unit tests drive it with
 //!   packets and assert on actions; most protocol rules are tested there.
+//!   Authentication (password, or SCRAM-SHA-256 over AUTH packets), the
+//!   ACL checks of publish, subscribe, delivery and wills, and the topic
+//!   and subscription limits are asked of a `tern_auth::Authorizer` there
+//!   (`protocol/auth.rs`); [`Server::reload_auth`] swaps the authorizer
+//!   when the password or ACL file changes (SIGHUP in `tern serve`).
 //! - `broker`: the state every connection shares ([`Server`] owns it):
 //!   the router, the session registry, the retained index, the deadlines
 //!   of disconnected sessions, the store and the counters; and what acts
@@ -112,7 +117,8 @@
 //!   by each connection between turns, and by housekeeping, with no lock
 //!   held.
 //! - A flood of connections closes only the offending connections: beyond
-//!   `max_connections` a new socket is closed before anything is read; a
+//!   `max_connections` or `max_connection_rate` a new socket is closed
+//!   before anything is read; a
 //!   socket that never sends CONNECT is closed after `connect_timeout`; an
 //!   accept that fails for lack of file descriptors pauses the accept loop
 //!   briefly (logged at most once a second) instead of spinning or
@@ -139,7 +145,8 @@ mod server;
 mod store;
 
 pub use config::{
-    BrokerConfig, ClusterSettings, ConfigError, DurabilityConfig, ListenerConfig, ListenerKind,
+    AclDefault, BrokerConfig, ClusterSettings, ConfigError, DurabilityConfig, ListenerConfig,
+    ListenerKind,
 };
 pub use error::BrokerError;
 pub use metrics::MetricsSnapshot;

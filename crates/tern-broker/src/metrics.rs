@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tern_session::DropCounters;
 
+use crate::protocol::Denial;
+
 /// The broker's counters; see the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -21,6 +23,12 @@ pub(crate) struct Metrics {
     pub connections_refused: AtomicU64,
     pub messages_forwarded: AtomicU64,
     pub messages_from_peers: AtomicU64,
+    pub connections_rate_limited: AtomicU64,
+    pub connect_denied: AtomicU64,
+    pub publish_denied: AtomicU64,
+    pub subscribe_denied: AtomicU64,
+    pub read_denied: AtomicU64,
+    pub limits_exceeded: AtomicU64,
 }
 
 /// Adds `amount` to `counter`.
@@ -47,6 +55,21 @@ impl Metrics {
                 .packet_too_large
                 .saturating_sub(before.packet_too_large),
         );
+        add(
+            &self.read_denied,
+            after.not_authorized.saturating_sub(before.not_authorized),
+        );
+    }
+
+    /// Counts one refusal by authentication, the ACL or a limit.
+    pub(crate) fn count_denial(&self, denial: Denial) {
+        let counter = match denial {
+            Denial::Connect | Denial::Will => &self.connect_denied,
+            Denial::Publish => &self.publish_denied,
+            Denial::Subscribe => &self.subscribe_denied,
+            Denial::Limit => &self.limits_exceeded,
+        };
+        add(counter, 1);
     }
 
     /// One client more (`true`) or less (`false`) is connected.
@@ -77,6 +100,12 @@ impl Metrics {
             connections_refused: read(&self.connections_refused),
             messages_forwarded: read(&self.messages_forwarded),
             messages_from_peers: read(&self.messages_from_peers),
+            connections_rate_limited: read(&self.connections_rate_limited),
+            connect_denied: read(&self.connect_denied),
+            publish_denied: read(&self.publish_denied),
+            subscribe_denied: read(&self.subscribe_denied),
+            read_denied: read(&self.read_denied),
+            limits_exceeded: read(&self.limits_exceeded),
         }
     }
 }
@@ -106,6 +135,19 @@ pub struct MetricsSnapshot {
     pub messages_forwarded: u64,
     /// Messages received from other nodes of the cluster.
     pub messages_from_peers: u64,
+    /// Connections closed at once because `max_connection_rate` was reached.
+    pub connections_rate_limited: u64,
+    /// CONNECTs refused by authentication (bad credentials, anonymous,
+    /// failed enhanced authentication) or a will the ACL forbids.
+    pub connect_denied: u64,
+    /// PUBLISH packets the ACL did not allow (not routed).
+    pub publish_denied: u64,
+    /// Subscriptions the ACL did not allow.
+    pub subscribe_denied: u64,
+    /// Deliveries withheld because the subscriber may not read the topic.
+    pub read_denied: u64,
+    /// Client identifiers, topics and subscriptions refused by a limit.
+    pub limits_exceeded: u64,
 }
 
 impl MetricsSnapshot {

@@ -12,6 +12,7 @@ mod bench;
 mod cluster;
 mod connection;
 mod format;
+mod passwd;
 mod properties;
 mod publish;
 mod serve;
@@ -42,6 +43,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Operate a cluster through a node's admin API: status, join, leave, transfer-leader.
     Cluster(cluster::ClusterArgs),
+    /// Add, change or delete a user of a password file, like mosquitto_passwd.
+    Passwd(passwd::PasswdArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Sub(args) => run_client(subscribe::run(args)),
         Command::Bench(args) => bench::run_command(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Passwd(args) => passwd::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

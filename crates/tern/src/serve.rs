@@ -14,6 +14,9 @@
 //! A config file with `[[listener]]` tables and no `listeners` key serves
 //! the tables only: the default plain listener on 0.0.0.0:1883 is added only
 //! when the file names no listener at all.
+//!
+//! SIGHUP reloads the password and ACL files (a bad file is logged and the
+//! previous users and rules stay in force).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -21,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use tern_broker::{BrokerConfig, ClusterSettings, DurabilityConfig, Server};
+use tern_broker::{AclDefault, BrokerConfig, ClusterSettings, DurabilityConfig, Server};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Flags of `tern serve`. Each also reads the `TERN_*` variable named in
@@ -138,8 +141,42 @@ pub struct ServeArgs {
     /// How many nodes vote in Raft; later nodes join as learners [default: 3].
     #[arg(long, env = "TERN_VOTERS", value_name = "N")]
     voters: Option<usize>,
+    /// Password file (`tern passwd` or `mosquitto_passwd`); reloaded on SIGHUP.
+    #[arg(long, env = "TERN_PASSWORD_FILE", value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// ACL file (docs/security.md has the grammar); reloaded on SIGHUP.
+    #[arg(long, env = "TERN_ACL_FILE", value_name = "FILE")]
+    acl_file: Option<PathBuf>,
+    /// Whether clients without a user name may connect (default: true
+    /// without a password file, false with one).
+    #[arg(long, env = "TERN_ALLOW_ANONYMOUS", value_name = "BOOL")]
+    allow_anonymous: Option<bool>,
+    /// What the ACL file decides when no rule matches: deny or allow.
+    #[arg(long, env = "TERN_ACL_DEFAULT", value_name = "DECISION", value_parser = parse_acl_default)]
+    acl_default: Option<AclDefault>,
+    /// Longest client identifier accepted, in bytes.
+    #[arg(long, env = "TERN_MAX_CLIENT_ID_LENGTH", value_name = "BYTES")]
+    max_client_id_length: Option<u16>,
+    /// Most levels in a topic name or filter.
+    #[arg(long, env = "TERN_MAX_TOPIC_LEVELS", value_name = "N")]
+    max_topic_levels: Option<u16>,
+    /// Longest topic name or filter, in bytes.
+    #[arg(long, env = "TERN_MAX_TOPIC_LENGTH", value_name = "BYTES")]
+    max_topic_length: Option<u16>,
+    /// Most subscriptions per client (0: no limit).
+    #[arg(long, env = "TERN_MAX_SUBSCRIPTIONS_PER_CLIENT", value_name = "N")]
+    max_subscriptions_per_client: Option<u32>,
+    /// Most PUBLISH packets per second per client, throttled (0: no limit).
+    #[arg(long, env = "TERN_MAX_MESSAGE_RATE", value_name = "N")]
+    max_message_rate: Option<u32>,
+    /// Most bytes per second read from one client, throttled (0: no limit).
+    #[arg(long, env = "TERN_MAX_BYTES_RATE", value_name = "BYTES")]
+    max_bytes_rate: Option<u32>,
+    /// Most new connections per second over all listeners (0: no limit).
+    #[arg(long, env = "TERN_MAX_CONNECTION_RATE", value_name = "N")]
+    max_connection_rate: Option<u32>,
     /// Log filter, in tracing's EnvFilter syntax (for example `info` or
-    /// `tern_broker=debug`) [default: info].
+    /// `tern_broker=debug`) [default: info, openraft at warn].
     #[arg(
         long,
         env = "TERN_LOG",
@@ -164,6 +201,14 @@ fn parse_durability(text: &str) -> Result<DurabilityConfig, String> {
 }
 
 /// Reads the config file, reporting a bad key with its line and the fix.
+fn parse_acl_default(text: &str) -> Result<AclDefault, String> {
+    match text {
+        "deny" => Ok(AclDefault::Deny),
+        "allow" => Ok(AclDefault::Allow),
+        _ => Err(format!("{text:?} is not an ACL default: use deny or allow")),
+    }
+}
+
 fn read_config_file(path: &Path) -> anyhow::Result<BrokerConfig> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
@@ -229,8 +274,25 @@ pub fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
         max_connections,
         connect_timeout,
         sys_interval,
-        durability
+        durability,
+        acl_default,
+        max_client_id_length,
+        max_topic_levels,
+        max_topic_length,
+        max_subscriptions_per_client,
+        max_message_rate,
+        max_bytes_rate,
+        max_connection_rate
     );
+    if let Some(path) = &args.password_file {
+        config.password_file = Some(path.clone());
+    }
+    if let Some(path) = &args.acl_file {
+        config.acl_file = Some(path.clone());
+    }
+    if let Some(allow) = args.allow_anonymous {
+        config.allow_anonymous = Some(allow);
+    }
     if let Some(seconds) = args.session_expiry_max {
         config.session_expiry_max = Some(seconds);
     }
@@ -324,6 +386,12 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
                 tracing::info!(signal = "SIGHUP", "reloading");
                 // Each listener's outcome is logged by the server.
                 server.reload_tls();
+                if let Err(error) = server.reload_auth().await {
+                    tracing::error!(
+                        "reload failed, the previous users and rules stay in force: {error}; \
+                         fix the file and send SIGHUP again"
+                    );
+                }
             }
         }
     }
@@ -393,6 +461,34 @@ mod tests {
         assert_eq!(config.durability, DurabilityConfig::PeriodicMs(50));
         assert_eq!(config.max_connections, -1);
         assert_eq!(config.connect_timeout, 3);
+    }
+
+    #[test]
+    fn authentication_and_limit_flags() {
+        let config = build_config(&args(&[
+            "--password-file",
+            "/etc/tern/passwd",
+            "--acl-file",
+            "/etc/tern/acl",
+            "--acl-default",
+            "allow",
+            "--max-subscriptions-per-client",
+            "5",
+            "--max-connection-rate",
+            "50",
+        ]))
+        .unwrap();
+        let auth = config.auth_settings();
+        assert_eq!(auth.password_file, Some(PathBuf::from("/etc/tern/passwd")));
+        assert!(
+            !auth.allow_anonymous,
+            "a password file closes anonymous access"
+        );
+        assert!(auth.acl_default_allow);
+        assert_eq!(config.max_subscriptions_per_client, 5);
+        assert_eq!(config.max_connection_rate, 50);
+        let error = parse_acl_default("maybe").unwrap_err();
+        assert!(error.contains("deny or allow"), "{error}");
     }
 
     #[test]

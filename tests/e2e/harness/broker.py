@@ -178,6 +178,11 @@ class Broker:
                 raise AssertionError(f"the broker log has no {text!r} within {timeout} s:\n{log}")
             time.sleep(0.05)
 
+    def reload(self) -> None:
+        """SIGHUP: Tern reloads its password and ACL files."""
+        assert self.process is not None, "broker not running"
+        self.process.send_signal(signal.SIGHUP)
+
     def restart(self) -> None:
         self.stop()
         self.start()

@@ -93,6 +93,8 @@ class Client:
         transport: str = "tcp",
         ws_path: str | None = None,
         tls: dict | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ):
         """`port` overrides the broker's (another listener); `transport` is
         paho's ("tcp" or "websockets", with `ws_path`); `tls` holds the
@@ -128,6 +130,8 @@ class Client:
             self.paho.ws_set_options(path=ws_path)
         if tls is not None:
             self.paho.tls_set(**tls)
+        if username is not None:
+            self.paho.username_pw_set(username, password)
         if will:
             will_props = None
             if will.delay is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 # Control packet types (the high nibble of the first byte).
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
+AUTH = 15
 
 # MQTT 5 property identifiers and their wire kinds.
 _BYTE, _U16, _U32, _VARINT, _STR, _BIN, _PAIR = range(7)
@@ -52,6 +53,8 @@ SESSION_EXPIRY_INTERVAL = 0x11
 RECEIVE_MAXIMUM = 0x21
 TOPIC_ALIAS_MAXIMUM = 0x22
 TOPIC_ALIAS = 0x23
+AUTHENTICATION_METHOD = 0x15
+AUTHENTICATION_DATA = 0x16
 
 
 def varint(value: int) -> bytes:
@@ -113,10 +116,16 @@ def connect(
     will: Will | None = None,
     props: dict[int, object] | None = None,
     protocol_name: str = "MQTT",
+    username: str | None = None,
+    password: bytes | None = None,
 ) -> bytes:
     """CONNECT for MQTT 3.1.1 (version 4) or 5.0 (version 5); any level may be
     given to test refusals."""
     flags = 0x02 if clean else 0
+    if username is not None:
+        flags |= 0x80
+    if password is not None:
+        flags |= 0x40
     if will:
         flags |= 0x04 | will.qos << 3 | (0x20 if will.retain else 0)
     body = utf8(protocol_name) + bytes([version, flags]) + struct.pack("!H", keepalive)
@@ -127,7 +136,16 @@ def connect(
         if version == 5:
             body += properties(will.properties)
         body += utf8(will.topic) + utf8(will.payload)
+    if username is not None:
+        body += utf8(username)
+    if password is not None:
+        body += utf8(password)
     return packet(CONNECT, 0, body)
+
+
+def auth(reason: int, props: dict[int, object]) -> bytes:
+    """AUTH (MQTT 5) with a reason code and properties."""
+    return packet(AUTH, 0, bytes([reason]) + properties(props))
 
 
 def publish(
@@ -185,8 +203,10 @@ class Packet:
         """The CONNACK return/reason code, or the DISCONNECT reason (0 when absent)."""
         if self.kind == CONNACK:
             return self.body[1]
-        if self.kind == DISCONNECT:
+        if self.kind in (DISCONNECT, AUTH):
             return self.body[0] if self.body else 0
+        if self.kind in (PUBACK, PUBREC):
+            return self.body[2] if len(self.body) > 2 else 0
         raise ValueError(f"packet type {self.kind} has no single reason code")
 
     @property
@@ -307,7 +327,7 @@ class RawClient:
         if self.version == 5:
             if packet.kind == CONNACK and len(body) > 2:
                 packet.props = parse_properties(body[2:])
-            elif packet.kind == DISCONNECT and len(body) > 1:
+            elif packet.kind in (DISCONNECT, AUTH) and len(body) > 1:
                 packet.props = parse_properties(body[1:])
         return packet
 

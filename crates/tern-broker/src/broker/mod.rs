@@ -8,11 +8,13 @@
 //! | when disconnected sessions owe a will or expire | `deadlines` | a `Mutex`, drained by the housekeeping task |
 //! | durable copies | `store` (chosen once at start-up) | its own synchronisation |
 //! | counters | `metrics` | relaxed atomics |
+//! | users, ACL and policy | `auth` ([`auth::SharedAuthorizer`]) | an `Arc` swapped whole on reload; connections notice by a generation number |
 //!
 //! The submodules hold the operations: `sessions` (attach, take over,
 //! detach, expire), `routing` (publish to subscribers and the retained
 //! index) and `sys` (the `$SYS` topics).
 
+pub(crate) mod auth;
 pub(crate) mod cluster;
 pub(crate) mod registry;
 pub(crate) mod routing;
@@ -30,8 +32,10 @@ use tern_session::{Message, Pending, Session, SessionLimits, SessionStore, Store
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::BrokerConfig;
+use crate::error::BrokerError;
 use crate::metrics::Metrics;
 use crate::protocol::ProtocolSettings;
+use crate::server::throttle::TokenBucket;
 use crate::store::Store;
 use registry::{Registry, SessionKey};
 
@@ -67,6 +71,10 @@ pub(crate) struct Broker {
     pub metrics: Metrics,
     /// One permit per open connection when `max_connections` is set.
     pub connection_slots: Option<Arc<Semaphore>>,
+    /// The users, ACL and policy in force.
+    pub auth: auth::SharedAuthorizer,
+    /// New connections allowed per second when `max_connection_rate` is set.
+    pub connection_rate: Option<Mutex<TokenBucket>>,
     pub started: Instant,
     next_connection_id: AtomicU64,
     deadlines: Mutex<BTreeSet<(Timestamp, SessionKey)>>,
@@ -85,7 +93,8 @@ impl Broker {
     /// Opens the store and loads what it holds: sessions (subscriptions
     /// back into the router, queued and in-flight messages kept) and
     /// retained messages. Blocking: call it off the async worker threads.
-    pub(crate) fn open(config: BrokerConfig) -> Result<Self, StoreError> {
+    pub(crate) fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
+        let authorizer = tern_auth::Authorizer::new(config.auth_settings())?;
         let store = Store::open(&config)?;
         let now = wall_clock();
         // Assigned client identifiers must not collide with those of an
@@ -94,6 +103,8 @@ impl Broker {
         let connection_slots = config
             .connection_limit()
             .map(|limit| Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))));
+        let connection_rate = (config.max_connection_rate > 0)
+            .then(|| Mutex::new(TokenBucket::new(config.max_connection_rate, Instant::now())));
         let broker = Self {
             settings: Arc::new(ProtocolSettings::new(&config, prefix)),
             limits: SessionLimits {
@@ -107,6 +118,8 @@ impl Broker {
             store,
             metrics: Metrics::default(),
             connection_slots,
+            auth: auth::SharedAuthorizer::new(authorizer),
+            connection_rate,
             started: Instant::now(),
             next_connection_id: AtomicU64::new(1),
             deadlines: Mutex::new(BTreeSet::new()),

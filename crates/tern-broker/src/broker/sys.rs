@@ -51,6 +51,18 @@ impl Broker {
                 "$SYS/broker/retained messages/count",
                 count(retained as u64),
             ),
+            ("$SYS/broker/denied/connect", count(metrics.connect_denied)),
+            ("$SYS/broker/denied/publish", count(metrics.publish_denied)),
+            (
+                "$SYS/broker/denied/subscribe",
+                count(metrics.subscribe_denied),
+            ),
+            ("$SYS/broker/denied/read", count(metrics.read_denied)),
+            ("$SYS/broker/denied/limits", count(metrics.limits_exceeded)),
+            (
+                "$SYS/broker/connections/rate_limited",
+                count(metrics.connections_rate_limited),
+            ),
         ]
     }
 

@@ -2,16 +2,17 @@
 //! identifier, keep alive, session expiry and will, and what the CONNACK
 //! tells an MQTT 5 client about the broker's limits.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tern_auth::Access;
 use tern_codec::{
     ConnAck, ConnAckProperties, Connect, LastWill, MAX_PACKET_SIZE, Packet, ProtocolVersion,
     Publish, PublishProperties, QoS, ReasonCode,
 };
 use tern_session::{Resend, Session, SessionExpiry, Will};
 
-use super::{Action, Now, OpenSession, Protocol, State, detach};
+use super::{Action, Denial, Now, OpenSession, Protocol, State, detach};
 
 /// Topics clients may not publish to, wills included.
 pub(super) fn is_reserved_topic(topic: &str) -> bool {
@@ -19,13 +20,36 @@ pub(super) fn is_reserved_topic(topic: &str) -> bool {
 }
 
 impl Protocol {
-    /// The first CONNECT: accept it (and ask for the session) or refuse it.
-    pub(super) fn on_connect(&mut self, connect: Connect, out: &mut Vec<Action>) {
+    /// The first CONNECT: authenticate it, then accept it (and ask for the
+    /// session) or refuse it. Enhanced authentication accepts it later,
+    /// after the AUTH exchange.
+    pub(super) fn on_connect(
+        &mut self,
+        connect: Connect,
+        deadline: Instant,
+        out: &mut Vec<Action>,
+    ) {
         self.version = connect.protocol;
-        let v5 = self.version.is_v5();
-        if v5 && connect.properties.authentication_method.is_some() {
-            return self.refuse(ReasonCode::BadAuthenticationMethod, out);
+        let max_id = usize::from(self.settings.max_client_id_length);
+        if connect.client_id.len() > max_id {
+            out.push(Action::Denied {
+                denial: Denial::Limit,
+                detail: format!(
+                    "client identifier of {} bytes, above max_client_id_length ({max_id})",
+                    connect.client_id.len()
+                ),
+            });
+            return self.refuse(ReasonCode::ClientIdentifierNotValid, out);
         }
+        if let Some(connect) = self.authenticate(connect, deadline, out) {
+            self.accept_connect(connect, out);
+        }
+    }
+
+    /// An authenticated CONNECT: accept it (and ask for the session) or
+    /// refuse it.
+    pub(super) fn accept_connect(&mut self, connect: Connect, out: &mut Vec<Action>) {
+        let v5 = self.version.is_v5();
         let assigned = connect.client_id.is_empty();
         if assigned {
             // MQTT 3.1 requires an identifier; 3.1.1 allows none only with
@@ -40,6 +64,12 @@ impl Protocol {
                 return self.refuse(ReasonCode::ClientIdentifierNotValid, out);
             }
         }
+        self.client_id = if assigned {
+            let prefix = &self.settings.assigned_id_prefix;
+            format!("{prefix}{}", self.connection_id).into()
+        } else {
+            detach(&connect.client_id)
+        };
         let Some((keep_alive, server_keep_alive)) = self.negotiate_keep_alive(connect.keep_alive)
         else {
             // Mosquitto's answer to a 3.1.1 client asking for too long a
@@ -49,6 +79,15 @@ impl Protocol {
         if let Some(will) = &connect.will
             && let Err(reason) = self.check_will(will)
         {
+            if reason == ReasonCode::NotAuthorized {
+                out.push(Action::Denied {
+                    denial: Denial::Will,
+                    detail: format!(
+                        "the ACL does not allow publishing the will to {:?}",
+                        will.topic
+                    ),
+                });
+            }
             return self.refuse(reason, out);
         }
 
@@ -61,12 +100,6 @@ impl Protocol {
             SessionExpiry::Never
         };
         self.expiry = self.capped_expiry(requested);
-        self.client_id = if assigned {
-            let prefix = &self.settings.assigned_id_prefix;
-            format!("{prefix}{}", self.connection_id).into()
-        } else {
-            detach(&connect.client_id)
-        };
         if v5 {
             let properties = &connect.properties;
             self.client.receive_maximum = properties.receive_maximum.unwrap_or(u16::MAX).max(1);
@@ -87,7 +120,12 @@ impl Protocol {
         if let Some(will) = connect.will {
             self.pending_will = Some(build_will(will));
         }
-        self.connack = self.connack_for(assigned, requested, server_keep_alive);
+        let mut connack = self.connack_for(assigned, requested, server_keep_alive);
+        if let Some(server_final) = self.auth_response.take() {
+            connack.properties.authentication_method = Some(tern_auth::scram::METHOD.into());
+            connack.properties.authentication_data = Some(server_final.into());
+        }
+        self.connack = connack;
         self.state = State::Opening;
         out.push(Action::OpenSession(OpenSession {
             client_id: self.client_id.clone(),
@@ -116,7 +154,7 @@ impl Protocol {
         if will.retain && !self.settings.retain_available {
             return Err(ReasonCode::RetainNotSupported);
         }
-        if is_reserved_topic(&will.topic) {
+        if is_reserved_topic(&will.topic) || !self.authorized(Access::Write, &will.topic) {
             return Err(ReasonCode::NotAuthorized);
         }
         Ok(())

@@ -11,7 +11,9 @@ use tern_codec::{Ack, Packet, Publish, QoS, ReasonCode};
 use tern_session::{Message, Session};
 
 use super::connect::is_reserved_topic;
-use super::{Action, InboundAck, Now, Protocol, RouteOutcome};
+use tern_auth::Access;
+
+use super::{Action, Denial, InboundAck, Now, Protocol, RouteOutcome};
 
 impl Protocol {
     /// The PUBACK (QoS 1) or PUBREC (QoS 2) for `ack`. An error carries
@@ -71,7 +73,21 @@ impl Protocol {
             }
         }
         if is_reserved_topic(&publish.topic) {
-            return self.refuse_reserved(ack, session, out);
+            return self.refuse_publish(ack, RouteOutcome::ReservedTopic, session, out);
+        }
+        if !self.topic_within_limits(&publish.topic) {
+            out.push(Action::Denied {
+                denial: Denial::Limit,
+                detail: "a PUBLISH topic beyond max_topic_length or max_topic_levels".into(),
+            });
+            return self.refuse_publish(ack, RouteOutcome::TopicInvalid, session, out);
+        }
+        if !self.authorized(Access::Write, &publish.topic) {
+            out.push(Action::Denied {
+                denial: Denial::Publish,
+                detail: format!("the ACL does not allow publishing to {:?}", publish.topic),
+            });
+            return self.refuse_publish(ack, RouteOutcome::NotAuthorized, session, out);
         }
         let message = Message::new(publish, now.wall);
         match ack {
@@ -119,12 +135,14 @@ impl Protocol {
         Ok(())
     }
 
-    /// A PUBLISH to `$SYS`: not routed, but acknowledged in order with the
-    /// other publishes of this client. MQTT 5 clients are told (0x87);
+    /// A PUBLISH that is not routed (to `$SYS`, denied by the ACL, beyond
+    /// the topic limits), but acknowledged in order with the other
+    /// publishes of this client: MQTT 5 clients are told why (`outcome`);
     /// older ones cannot be, and are acknowledged as Mosquitto does.
-    fn refuse_reserved(
+    fn refuse_publish(
         &mut self,
         ack: Option<InboundAck>,
+        outcome: RouteOutcome,
         session: &mut Session,
         out: &mut Vec<Action>,
     ) {
@@ -140,10 +158,7 @@ impl Protocol {
             }
             _ => {}
         }
-        out.push(Action::AckInOrder {
-            ack,
-            outcome: RouteOutcome::ReservedTopic,
-        });
+        out.push(Action::AckInOrder { ack, outcome });
     }
 
     /// A routed message is stored: acknowledge it.
@@ -165,7 +180,17 @@ impl Protocol {
                 ReasonCode::NotAuthorized,
                 "$SYS topics are published by the broker only",
             ),
-            RouteOutcome::ReservedTopic => (ReasonCode::Success, ""),
+            RouteOutcome::NotAuthorized if self.version.is_v5() => (
+                ReasonCode::NotAuthorized,
+                "the broker's ACL does not allow this client to publish to this topic",
+            ),
+            RouteOutcome::TopicInvalid if self.version.is_v5() => (
+                ReasonCode::TopicNameInvalid,
+                "the topic has more levels or bytes than the broker allows",
+            ),
+            RouteOutcome::ReservedTopic
+            | RouteOutcome::NotAuthorized
+            | RouteOutcome::TopicInvalid => (ReasonCode::Success, ""),
             RouteOutcome::StoreFailed if !self.version.is_v5() => {
                 // No way to say it before MQTT 5: close without
                 // acknowledging, so that the client publishes again.

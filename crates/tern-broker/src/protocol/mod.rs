@@ -18,10 +18,14 @@
 //!   acknowledgements of them;
 //! - `aliases`: the topic aliases the broker assigns in what it sends;
 //! - `subscriptions`: SUBSCRIBE and UNSUBSCRIBE;
+//! - `auth`: authentication at CONNECT (password or SCRAM-SHA-256 over
+//!   AUTH), the ACL checks of publish, subscribe and delivery, and the
+//!   limits on client identifiers, topics and subscriptions;
 //! - `ending`: DISCONNECT either way, refusals, errors and the will;
 //! - this module: the types and the dispatch.
 
 mod aliases;
+mod auth;
 mod connect;
 mod ending;
 mod inbound;
@@ -34,12 +38,15 @@ mod tests;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use tern_auth::{Authorizer, Refusal};
 use tern_codec::{
     ByteString, DecodeError, MAX_PACKET_SIZE, Packet, PacketId, ProtocolVersion, QoS, ReasonCode,
     TopicFilter,
 };
 use tern_session::{Message, Session, SessionExpiry, Subscription, Timestamp, Will};
 
+pub use auth::Denial;
 pub use settings::ProtocolSettings;
 
 /// `text` in its own allocation. Strings decoded from a packet share the
@@ -86,6 +93,8 @@ pub enum Input {
     },
     /// Another connection took over this client's session.
     TakenOver,
+    /// The password asked for by [`Action::CheckPassword`] was checked.
+    PasswordChecked(Result<(), Refusal>),
     /// The server is shutting down.
     ServerShutdown,
     /// The socket failed or the client closed it.
@@ -113,6 +122,13 @@ pub enum RouteOutcome {
     /// Not routed: the topic is reserved for the broker (`$SYS`). MQTT 5
     /// clients are told (0x87); older ones are acknowledged as Mosquitto does.
     ReservedTopic,
+    /// Not routed: the ACL does not let this client publish to the topic.
+    /// MQTT 5 clients are told (0x87); older ones are acknowledged as
+    /// Mosquitto does.
+    NotAuthorized,
+    /// Not routed: the topic has more levels or bytes than the broker
+    /// allows (MQTT 5: 0x90; older clients are acknowledged).
+    TopicInvalid,
 }
 
 /// What the runtime should do, in order.
@@ -161,6 +177,24 @@ pub enum Action {
     ContinueDelivery,
     /// An outgoing message was dropped for this client only.
     Dropped(OutboundDrop),
+    /// Something was refused by authentication, the ACL or a limit: count
+    /// it and log `detail`.
+    Denied {
+        /// What was refused.
+        denial: Denial,
+        /// Why, for the log.
+        detail: String,
+    },
+    /// Check a CONNECT's password with [`Protocol::authorizer`] off the
+    /// async threads (a slow hash), then answer [`Input::PasswordChecked`]
+    /// before feeding any further packet (a client may send packets right
+    /// after CONNECT; they wait for the answer).
+    CheckPassword {
+        /// The user name.
+        user: ByteString,
+        /// The password, if the CONNECT had one.
+        password: Option<Bytes>,
+    },
     /// Close the connection after sending what precedes; nothing follows.
     Close {
         /// Why, for logs (sent to MQTT 5 clients before, when allowed).
@@ -191,6 +225,9 @@ pub enum OutboundDrop {
 enum State {
     /// Waiting for CONNECT until the deadline.
     AwaitingConnect { deadline: Instant },
+    /// CONNECT started enhanced authentication: waiting for the client's
+    /// AUTH until the same deadline.
+    Authenticating { deadline: Instant },
     /// CONNECT accepted; the session is being opened.
     Opening,
     /// CONNACK sent.
@@ -239,6 +276,20 @@ pub struct Protocol {
     outbound_aliases: aliases::OutboundAliases,
     /// QoS 1 publishes received and not yet acknowledged.
     unacked_qos1: usize,
+    /// The users, ACL and policy in force (swapped by the runtime on reload).
+    authorizer: Arc<Authorizer>,
+    /// The authenticated user name (`None`: anonymous).
+    user: Option<ByteString>,
+    /// An enhanced authentication in progress.
+    pending_auth: Option<Box<auth::PendingAuth>>,
+    /// The server-final SCRAM message, sent in the CONNACK.
+    auth_response: Option<Vec<u8>>,
+    /// The CONNECT used SCRAM-SHA-256 (so the client may re-authenticate).
+    scram_connected: bool,
+    /// A re-authentication in progress.
+    reauth: Option<Box<tern_auth::ScramServer>>,
+    /// A user name the transport authenticated (a TLS client certificate).
+    verified_user: Option<ByteString>,
 }
 
 impl Protocol {
@@ -264,6 +315,13 @@ impl Protocol {
             aliases: Vec::new(),
             outbound_aliases: aliases::OutboundAliases::default(),
             unacked_qos1: 0,
+            authorizer: Arc::new(Authorizer::allow_all()),
+            user: None,
+            pending_auth: None,
+            auth_response: None,
+            scram_connected: false,
+            reauth: None,
+            verified_user: None,
         }
     }
 
@@ -291,7 +349,9 @@ impl Protocol {
     /// or 1.5 times the keep alive after the last packet received.
     pub fn next_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::AwaitingConnect { deadline } => Some(deadline),
+            State::AwaitingConnect { deadline } | State::Authenticating { deadline } => {
+                Some(deadline)
+            }
             State::Connected => self
                 .keep_alive
                 .map(|keep_alive| self.last_received + keep_alive.mul_f32(1.5)),
@@ -319,6 +379,7 @@ impl Protocol {
         }
         match self.state {
             State::AwaitingConnect { deadline } => self.before_session(input, deadline, now, out),
+            State::Authenticating { deadline } => self.authenticating(input, deadline, now, out),
             State::Opening => match (input, session) {
                 (Input::SessionOpened { session_present }, Some(session)) => {
                     self.on_session_opened(session_present, session, now, out);
@@ -358,7 +419,7 @@ impl Protocol {
     /// Inputs before CONNECT: only CONNECT is allowed.
     fn before_session(&mut self, input: Input, deadline: Instant, now: Now, out: &mut Vec<Action>) {
         match input {
-            Input::Packet(Packet::Connect(connect)) => self.on_connect(*connect, out),
+            Input::Packet(Packet::Connect(connect)) => self.on_connect(*connect, deadline, out),
             Input::DecodeError(DecodeError::UnsupportedProtocolLevel(level)) => {
                 // Answer in the form the client most likely reads: MQTT 5's
                 // for a newer level, 3.1.1's (return code 1) for an older.
@@ -395,6 +456,7 @@ impl Protocol {
             Input::SessionOpened { .. }
             | Input::Deliver
             | Input::Routed { .. }
+            | Input::PasswordChecked(_)
             | Input::TakenOver => {}
         }
     }
@@ -431,7 +493,7 @@ impl Protocol {
                 let reason = ReasonCode::UnspecifiedError;
                 self.end(reason, WillFate::Publish, Some(session), now, out);
             }
-            Input::SessionOpened { .. } => {}
+            Input::SessionOpened { .. } | Input::PasswordChecked(_) => {}
         }
     }
 
@@ -461,10 +523,7 @@ impl Protocol {
                     out,
                 );
             }
-            Packet::Auth(_) => {
-                let detail = "enhanced authentication is not supported";
-                self.fail(ReasonCode::ProtocolError, detail, session, now, out);
-            }
+            Packet::Auth(auth) => self.on_reauth(*auth, session, now, out),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 let detail = "a packet only servers send";
                 self.fail(ReasonCode::ProtocolError, detail, session, now, out);

@@ -16,6 +16,13 @@ impl Protocol {
                 return;
             };
             let packet_id = publish.packet_id;
+            if self.read_denied(&publish.topic) {
+                // Withheld by the ACL (counted by the session), its packet
+                // identifier free again.
+                let dropped = session.drop_delivery(packet_id, DropReason::NotAuthorized);
+                debug_assert!(dropped, "a message just taken is in flight");
+                continue;
+            }
             let mut packet = Packet::Publish(publish);
             // Checked with the whole topic, so that an alias is bound
             // only by a packet that is sent.

@@ -39,6 +39,14 @@ pub struct ProtocolSettings {
     /// Most messages delivered per input, so one busy client cannot hold
     /// its task (the runtime is asked to continue).
     pub deliveries_per_turn: usize,
+    /// Longest client identifier accepted, in bytes.
+    pub max_client_id_length: u16,
+    /// Most levels in a topic name or filter.
+    pub max_topic_levels: u16,
+    /// Longest topic name or filter, in bytes.
+    pub max_topic_length: u16,
+    /// Most subscriptions per session (`None`: no limit).
+    pub max_subscriptions: Option<usize>,
 }
 
 impl ProtocolSettings {
@@ -62,6 +70,11 @@ impl ProtocolSettings {
             ),
             assigned_id_prefix,
             deliveries_per_turn: 256,
+            max_client_id_length: config.max_client_id_length,
+            max_topic_levels: config.max_topic_levels,
+            max_topic_length: config.max_topic_length,
+            max_subscriptions: (config.max_subscriptions_per_client > 0)
+                .then_some(config.max_subscriptions_per_client as usize),
         }
     }
 }

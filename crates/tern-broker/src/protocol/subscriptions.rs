@@ -22,8 +22,10 @@ fn granted(qos: QoS) -> ReasonCode {
 }
 
 impl Protocol {
-    /// SUBSCRIBE: every filter is granted, at most at the broker's maximum
-    /// QoS. Shared subscriptions get no retained messages (MQTT 5 §4.8.2).
+    /// SUBSCRIBE: every filter within the limits that the ACL allows is
+    /// granted, at most at the broker's maximum QoS; the others get their
+    /// reason code (0x8F, 0x97, 0x87; MQTT 3.1.1: 0x80). Shared
+    /// subscriptions get no retained messages (MQTT 5 §4.8.2).
     pub(super) fn on_subscribe(
         &mut self,
         subscribe: Subscribe,
@@ -37,6 +39,11 @@ impl Protocol {
         let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
         for (filter, mut options) in subscribe.filters {
+            if let Some((reason, denial)) = self.subscription_refusal(&filter, session) {
+                reason_codes.push(reason);
+                out.push(denial);
+                continue;
+            }
             options.qos = options.qos.min(self.settings.max_qos);
             let subscription = Subscription {
                 options,

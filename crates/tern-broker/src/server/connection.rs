@@ -15,6 +15,12 @@
 //! socket, messages queued in its session, acknowledgements whose store
 //! writes completed, a keep-alive or CONNECT deadline, a takeover by
 //! another connection, and the server's shutdown.
+//!
+//! With `max_message_rate` or `max_bytes_rate` set, a client beyond its
+//! rate is throttled: the socket is not read (and buffered packets are not
+//! decoded) until the pause ends; the keep-alive deadline waits too, and
+//! what arrived during the pause is read before time is checked again
+//! (see [`super::throttle`] for why this rather than a refusal).
 
 use std::collections::VecDeque;
 use std::io;
@@ -31,6 +37,8 @@ use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use super::acks::AckQueue;
+use super::auth::{check_password, log_denial};
+use super::throttle::Throttle;
 use super::transport::{ConnectionInfo, MqttStream};
 use crate::broker::registry::{Attachment, SessionCell, SessionKey};
 use crate::broker::{Broker, stopped, wall_clock};
@@ -76,6 +84,7 @@ enum Event {
     Deliver,
     Acked(InboundAck, RouteOutcome),
     Tick,
+    ThrottleOver,
 }
 
 struct Connection<S> {
@@ -99,6 +108,10 @@ struct Connection<S> {
     shutdown: watch::Receiver<bool>,
     /// The socket failed: nothing more is written.
     broken: bool,
+    /// The authorizer generation the protocol has.
+    auth_generation: u64,
+    /// `max_message_rate` and `max_bytes_rate` of this client.
+    throttle: Throttle,
 }
 
 impl<S: MqttStream> Connection<S> {
@@ -111,8 +124,19 @@ impl<S: MqttStream> Connection<S> {
     ) -> Self {
         let settings = Arc::clone(&broker.settings);
         let max_packet_size = settings.max_packet_size;
+        let now = Instant::now();
+        let mut protocol = Protocol::new(settings, connection_id, now);
+        let auth_generation = broker.auth.generation();
+        protocol.set_authorizer(broker.auth.current());
+        // A listener with `use_identity_as_username` vouches for the
+        // client certificate's name: no password is asked for it.
+        if let Some(name) = info.username_override() {
+            protocol.set_verified_user(ByteString::from(name));
+        }
+        let config = &broker.config;
+        let throttle = Throttle::new(config.max_message_rate, config.max_bytes_rate, now);
         Self {
-            protocol: Protocol::new(settings, connection_id, Instant::now()),
+            protocol,
             decoder: Decoder::new(ProtocolVersion::V3_1_1, max_packet_size),
             broker,
             stream,
@@ -130,6 +154,8 @@ impl<S: MqttStream> Connection<S> {
             matches: Matches::new(),
             shutdown,
             broken: false,
+            auth_generation,
+            throttle,
         }
     }
 
@@ -138,9 +164,24 @@ impl<S: MqttStream> Connection<S> {
         while !self.protocol.is_closed() {
             match self.next_event().await {
                 Event::Read(Ok(0)) => self.process(Input::ConnectionLost).await,
-                Event::Read(Ok(read)) => {
-                    add(&self.broker.metrics.bytes_received, read as u64);
+                Event::Read(Ok(read)) => self.on_read(read).await,
+                Event::ThrottleOver => {
+                    self.throttle.resume();
                     self.decode_and_process().await;
+                    // Read what arrived during the pause (a PINGREQ, say)
+                    // before the keep-alive deadline is looked at again.
+                    // One poll (read_buf is cancel-safe): whatever the
+                    // stream has ready, TLS and WebSocket included.
+                    match self.stream.read_buf(&mut self.read_buf).now_or_never() {
+                        None => {}
+                        Some(Ok(0)) => self.process(Input::ConnectionLost).await,
+                        Some(Ok(read)) => self.on_read(read).await,
+                        Some(Err(error)) => {
+                            tracing::debug!(%error, "read failed");
+                            self.broken = true;
+                            self.process(Input::ConnectionLost).await;
+                        }
+                    }
                 }
                 Event::Read(Err(error)) => {
                     tracing::debug!(%error, "read failed");
@@ -164,6 +205,13 @@ impl<S: MqttStream> Connection<S> {
             self.await_store_capacity().await;
         }
         self.finish().await;
+    }
+
+    /// `read` bytes arrived: count them against the byte rate, then decode.
+    async fn on_read(&mut self, read: usize) {
+        add(&self.broker.metrics.bytes_received, read as u64);
+        self.throttle.read(read, Instant::now());
+        self.decode_and_process().await;
     }
 
     /// The store's back-pressure: when the disk cannot keep up and too
@@ -193,12 +241,14 @@ impl<S: MqttStream> Connection<S> {
             shutdown,
             cell,
             protocol,
+            throttle,
             ..
         } = self;
         if read_buf.capacity() - read_buf.len() < READ_CHUNK / 2 {
             read_buf.reserve(READ_CHUNK);
         }
-        let deadline = protocol.next_timeout();
+        let throttled = throttle.paused_until();
+        let deadline = protocol.next_timeout().filter(|_| throttled.is_none());
         let deliveries = cell.as_deref().filter(|_| protocol.is_connected());
         tokio::select! {
             () = stopped(shutdown) => Event::Shutdown,
@@ -212,7 +262,13 @@ impl<S: MqttStream> Connection<S> {
                 Event::Kicked(kicked)
             }
             (ack, outcome) = acks.next(), if !acks.is_empty() => Event::Acked(ack, outcome),
-            read = stream.read_buf(read_buf) => Event::Read(read),
+            read = stream.read_buf(read_buf), if throttled.is_none() => Event::Read(read),
+            () = async {
+                match throttled {
+                    Some(until) => tokio::time::sleep_until(until.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => Event::ThrottleOver,
             () = async {
                 match deliveries {
                     Some(cell) => cell.notify.notified().await,
@@ -230,11 +286,14 @@ impl<S: MqttStream> Connection<S> {
 
     /// Feeds every whole packet received to the protocol.
     async fn decode_and_process(&mut self) {
-        while !self.protocol.is_closed() {
+        while !self.protocol.is_closed() && self.throttle.paused_until().is_none() {
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(mut packet)) => {
                     match &mut packet {
-                        Packet::Publish(_) => add(&self.broker.metrics.messages_received, 1),
+                        Packet::Publish(_) => {
+                            add(&self.broker.metrics.messages_received, 1);
+                            self.throttle.publish(Instant::now());
+                        }
                         // The listener vouches for the certificate's name:
                         // the protocol (and authentication) see it as the
                         // user name, whatever the client sent.
@@ -280,6 +339,11 @@ impl<S: MqttStream> Connection<S> {
             instant: Instant::now(),
             wall: wall_clock(),
         };
+        let generation = self.broker.auth.generation();
+        if generation != self.auth_generation {
+            self.auth_generation = generation;
+            self.protocol.set_authorizer(self.broker.auth.current());
+        }
         let Some(cell) = &self.cell else {
             self.protocol.handle(input, None, now, &mut self.actions);
             return;
@@ -376,6 +440,15 @@ impl<S: MqttStream> Connection<S> {
             // Counted by the session (`Metrics::count_drops`).
             Action::Dropped(OutboundDrop::PacketTooLarge) => {
                 tracing::debug!("message larger than the client's maximum packet size dropped");
+            }
+            Action::CheckPassword { user, password } => {
+                let authorizer = Arc::clone(self.protocol.authorizer());
+                let checked = check_password(authorizer, user, password).await;
+                self.inputs.push_back(Input::PasswordChecked(checked));
+            }
+            Action::Denied { denial, detail } => {
+                self.broker.metrics.count_denial(denial);
+                log_denial(denial, &detail, self.protocol.user());
             }
             Action::Close { reason } => tracing::info!(%reason, "closing"),
         }

@@ -12,6 +12,9 @@
 //!   [`ACCEPT_BACKOFF`] instead of spinning, then accept again; errors of
 //!   one aborted connection do not pause it. Failures are logged at most
 //!   once per [`LOG_INTERVAL`], with the number left unlogged;
+//! - with `max_connection_rate` set, a connection beyond the rate (over all
+//!   listeners, bursts of one second's worth) is closed at once, before
+//!   anything is read, and counted (`connections_rate_limited`);
 //! - a socket that never sends CONNECT is closed after `connect_timeout`
 //!   by its own protocol state machine, and one that does not finish its
 //!   PROXY header, TLS handshake or WebSocket upgrade in that time by its
@@ -46,11 +49,31 @@ pub(crate) async fn accept_loop(
     let signal = shutdown.clone();
     let mut accept_errors = RateLimited::default();
     let mut refusals = RateLimited::default();
+    let mut rate_refusals = RateLimited::default();
     loop {
         tokio::select! {
             () = stopped(&mut shutdown) => break,
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let over_rate = broker.connection_rate.as_ref().is_some_and(|bucket| {
+                        bucket
+                            .lock()
+                            .map_or(true, |mut bucket| !bucket.try_take_one(Instant::now()))
+                    });
+                    if over_rate {
+                        drop(stream);
+                        add(&broker.metrics.connections_rate_limited, 1);
+                        if let Some(unlogged) = rate_refusals.allow(Instant::now()) {
+                            tracing::warn!(
+                                listener = %listener.name,
+                                %peer,
+                                limit = broker.config.max_connection_rate,
+                                unlogged,
+                                "max_connection_rate reached: connection closed"
+                            );
+                        }
+                        continue;
+                    }
                     let permits = match take_slots(&broker, &listener) {
                         Ok(permits) => permits,
                         Err(Full { setting, limit }) => {

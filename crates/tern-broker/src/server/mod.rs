@@ -22,9 +22,11 @@
 
 mod acks;
 mod admin;
+mod auth;
 mod cluster;
 mod connection;
 mod listener;
+pub(crate) mod throttle;
 mod transport;
 
 use std::net::SocketAddr;
@@ -188,6 +190,26 @@ impl Server {
             });
         }
         reloads
+    }
+
+    /// Reads the password and ACL files again and puts them in force for
+    /// every connection (at its next packet). A file that cannot be read or
+    /// parsed leaves the rules in force unchanged and is returned as the
+    /// error, naming the file, the line and the fix. The TLS listeners'
+    /// certificates have their own reload.
+    pub async fn reload_auth(&self) -> Result<(), BrokerError> {
+        let broker = Arc::clone(&self.broker);
+        let reloaded = tokio::task::spawn_blocking(move || broker.auth.reload())
+            .await
+            .map_err(|error| BrokerError::Task {
+                task: "authentication reload",
+                detail: error.to_string(),
+            })??;
+        tracing::info!(
+            users = reloaded.user_count(),
+            "password and ACL files reloaded"
+        );
+        Ok(())
     }
 
     /// The broker's counters now.

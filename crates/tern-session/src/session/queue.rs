@@ -33,6 +33,9 @@ pub enum DropReason {
     /// The message, taken for delivery, was larger than the client's
     /// Maximum Packet Size (MQTT 5 §3.1.2.11.4).
     PacketTooLarge,
+    /// The message, taken for delivery, is on a topic the client may not
+    /// read (the broker's ACL).
+    NotAuthorized,
 }
 
 /// How many messages a session dropped, by reason.
@@ -46,6 +49,8 @@ pub struct DropCounters {
     pub expired: u64,
     /// Dropped under [`DropReason::PacketTooLarge`].
     pub packet_too_large: u64,
+    /// Dropped under [`DropReason::NotAuthorized`].
+    pub not_authorized: u64,
 }
 
 impl DropCounters {
@@ -56,12 +61,17 @@ impl DropCounters {
             DropReason::QueueFullOldest => self.queue_full_oldest += 1,
             DropReason::Expired => self.expired += 1,
             DropReason::PacketTooLarge => self.packet_too_large += 1,
+            DropReason::NotAuthorized => self.not_authorized += 1,
         }
     }
 
     /// All drops, whatever the reason.
     pub fn total(&self) -> u64 {
-        self.queue_full_qos0 + self.queue_full_oldest + self.expired + self.packet_too_large
+        self.queue_full_qos0
+            + self.queue_full_oldest
+            + self.expired
+            + self.packet_too_large
+            + self.not_authorized
     }
 }
 

@@ -2,6 +2,7 @@
 //! I/O, no clock: the harness owns the time and plays the broker's part
 //! (creating the session for [`Action::OpenSession`]).
 
+mod auth;
 mod connect;
 mod delivery;
 mod ending;
@@ -137,7 +138,15 @@ impl Harness {
     /// Sends `connect`; if it is accepted, opens a new session for it (or
     /// `existing`, reported as present) and returns what followed.
     fn connect_with(&mut self, connect: Connect, existing: Option<Session>) -> Vec<Action> {
-        let actions = self.packet(Packet::Connect(Box::new(connect)));
+        let mut actions = self.packet(Packet::Connect(Box::new(connect)));
+        // Play the runtime's part in a password check.
+        if let Some(Action::CheckPassword { user, password }) = actions.first() {
+            let checked = self
+                .protocol
+                .authorizer()
+                .check_password(Some(user), password.as_deref());
+            actions = self.input(Input::PasswordChecked(checked));
+        }
         let Some(Action::OpenSession(request)) = actions.first() else {
             return actions;
         };
