@@ -41,6 +41,7 @@ use super::auth::{check_password, log_denial};
 use super::throttle::Throttle;
 use super::transport::{ConnectionInfo, MqttStream};
 use crate::broker::registry::{Attachment, SessionCell, SessionKey};
+use crate::broker::cluster::RouteCommit;
 use crate::broker::{Broker, stopped, wall_clock};
 use crate::metrics::add;
 use crate::protocol::{
@@ -104,6 +105,10 @@ struct Connection<S> {
     acks: AckQueue,
     /// Store writes of this session's own changes, until complete.
     own_writes: Vec<Pending<()>>,
+    /// Route announcements of this turn's subscriptions (in a cluster):
+    /// the turn's SUBACKs are written once they are committed, all at
+    /// once, so a burst of SUBSCRIBEs costs few Raft rounds.
+    route_commits: Vec<RouteCommit>,
     matches: Matches<SessionKey>,
     shutdown: watch::Receiver<bool>,
     /// The socket failed: nothing more is written.
@@ -151,6 +156,7 @@ impl<S: MqttStream> Connection<S> {
             done: None,
             acks: AckQueue::default(),
             own_writes: Vec::new(),
+            route_commits: Vec::new(),
             matches: Matches::new(),
             shutdown,
             broken: false,
@@ -403,10 +409,9 @@ impl<S: MqttStream> Connection<S> {
                     let announced = self
                         .broker
                         .subscribe_local(key, &filter, options, identifier);
-                    // In a cluster, the SUBACK follows the route's commit.
-                    if let Some(announced) = announced {
-                        announced.await;
-                    }
+                    // In a cluster, the SUBACK follows the route's commit
+                    // (awaited with the turn's others before writing).
+                    self.route_commits.extend(announced);
                 }
             }
             Action::Unsubscribe(filter) => {
@@ -507,6 +512,9 @@ impl<S: MqttStream> Connection<S> {
     /// does not read for [`WRITE_TIMEOUT`] is dropped; during shutdown it
     /// gets [`SHUTDOWN_WRITE_TIMEOUT`] more at most.
     async fn flush(&mut self) {
+        if !self.route_commits.is_empty() {
+            futures::future::join_all(std::mem::take(&mut self.route_commits)).await;
+        }
         if self.write_buf.is_empty() {
             return;
         }
