@@ -214,3 +214,63 @@ def test_a_fourth_node_joins_as_a_learner_and_serves_clients(cluster, clients):
     cluster.wait_converged()
     clients(4, "learner-pub-2").publish("from-learner/x", "hi", 1)
     assert listener.get().payload == b"hi"
+
+
+def test_leadership_moves_on_request(cluster):
+    """After the learner test: voters 1-3, learner 4."""
+    leader = cluster.leader()
+    target = next(n for n in (1, 2, 3) if n != leader)
+    done = subprocess.run(
+        [tern_binary(), "cluster", "transfer-leader", str(target), "--admin", cluster[1].admin_addr],
+        capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 15
+    while cluster.leader() != target:
+        assert time.monotonic() < deadline, f"leader is still {cluster.leader()}, not {target}"
+        time.sleep(0.1)
+
+
+def test_a_node_leaves_and_the_others_keep_serving(cluster, clients):
+    done = subprocess.run(
+        [tern_binary(), "cluster", "leave", "4", "--admin", cluster[2].admin_addr],
+        capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    cluster.wait_members([1, 2, 3])
+    cluster[4].stop()
+    subscriber = clients(3, "after-leave-sub")
+    subscriber.subscribe("after-leave/#", 1)
+    cluster.wait_converged()
+    clients(1, "after-leave-pub").publish("after-leave/x", "still here", 1)
+    assert subscriber.get().payload == b"still here"
+
+
+def test_losing_the_quorum_degrades_and_the_cluster_recovers(cluster, clients):
+    """Last: kills two of the three voters, then brings them back."""
+    survivor = cluster[1]
+    subscriber = clients(1, "quorum-sub")
+    subscriber.subscribe("quorum/#", 1)
+    publisher = clients(1, "quorum-pub")
+    cluster.wait_converged()
+    cluster[2].kill()
+    cluster[3].kill()
+    deadline = time.monotonic() + 15
+    while survivor.ready():
+        assert time.monotonic() < deadline, "a node without quorum still reports ready"
+        time.sleep(0.1)
+    status, _ = survivor.http("GET", "/readyz", raw=True)
+    assert status == 503
+    assert survivor.running, "the node stays up without a quorum"
+    # What needs no write still works: connected clients' local traffic,
+    # and new clients connect (served by this node alone) without waiting.
+    publisher.publish("quorum/local", "without quorum", 1)
+    assert subscriber.get().payload == b"without quorum"
+    started = time.monotonic()
+    late = clients(1, "quorum-late")
+    assert late.subscribe("quorum/late", 1) == 1
+    assert time.monotonic() - started < 3, "no quorum must not make clients wait"
+    cluster[2].start()
+    cluster[3].start()
+    cluster.wait_ready([1, 2, 3], timeout=30)
+    cluster.wait_converged(timeout=15)
+    clients(3, "quorum-pub-3").publish("quorum/remote", "after recovery", 1)
+    assert subscriber.get(timeout=10).payload == b"after recovery"

@@ -160,15 +160,24 @@ impl Broker {
         let mut routes = link.routes();
         let count = routes.entry(text.clone()).or_insert(0);
         *count += 1;
-        (*count == 1).then(|| {
-            link.submit_logged(
-                Command::AddRoutes {
-                    node: link.me,
-                    filters: vec![text],
-                },
-                "route announcement",
-            )
-        })
+        if *count > 1 {
+            return None;
+        }
+        let commit = link.submit_logged(
+            Command::AddRoutes {
+                node: link.me,
+                filters: vec![text],
+            },
+            "route announcement",
+        );
+        if link.raft.is_ready() {
+            Some(commit)
+        } else {
+            // No quorum (or still catching up): the SUBACK does not wait;
+            // the route reaches the cluster when it can (reconciliation).
+            tokio::spawn(commit);
+            None
+        }
     }
 
     /// Removes local session `key`'s subscription to `filter`.
@@ -557,6 +566,12 @@ impl Broker {
     /// it, brings its session here (before the local attach, which then
     /// resumes or discards it as the CONNECT asks).
     pub(crate) async fn claim_client(&self, link: &ClusterLink, client_id: &ByteString) {
+        if !link.raft.is_ready() {
+            // Without a quorum no claim can commit: serve the client here
+            // rather than make it wait for a timeout.
+            tracing::warn!(client_id = %client_id, "no cluster quorum: serving the client without recording its owner");
+            return;
+        }
         let claimed = link
             .raft
             .submit(Command::ClaimClient {
