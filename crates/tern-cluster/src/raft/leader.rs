@@ -207,20 +207,27 @@ impl Inner {
         }
     }
 
-    fn membership(&self) -> (BTreeSet<NodeId>, BTreeMap<NodeId, NodeInfo>) {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        let membership = metrics.membership_config.membership();
-        let voters = membership.voter_ids().collect();
-        let nodes = membership
-            .nodes()
-            .map(|(id, info)| (*id, info.clone()))
-            .collect();
-        (voters, nodes)
+    /// The effective membership, read from Raft's own state (the metrics may lag
+    /// just after a change).
+    async fn membership(
+        &self,
+    ) -> Result<(BTreeSet<NodeId>, BTreeMap<NodeId, NodeInfo>), RemoteError> {
+        self.raft
+            .with_raft_state(|state| {
+                let membership = state.membership_state.effective().membership();
+                let voters = membership.voter_ids().collect();
+                let nodes = membership
+                    .nodes()
+                    .map(|(id, info)| (*id, info.clone()))
+                    .collect();
+                (voters, nodes)
+            })
+            .await
+            .map_err(fatal)
     }
 
     async fn add_member(&self, id: NodeId, info: NodeInfo, rejoin: bool) -> Reply {
-        let (_, nodes) = self.membership();
+        let (_, nodes) = self.membership().await?;
         match nodes.get(&id) {
             Some(existing) if existing == &info => {}
             Some(existing) if existing.cluster_addr != info.cluster_addr && !rejoin => {
@@ -250,7 +257,7 @@ impl Inner {
 
     /// Promotes learners (lowest id first) while there are fewer voters than configured.
     async fn promote_learners(&self) -> Result<(), RemoteError> {
-        let (voters, nodes) = self.membership();
+        let (voters, nodes) = self.membership().await?;
         let wanted = self.config.voters.saturating_sub(voters.len());
         let promote: BTreeSet<NodeId> = nodes
             .keys()
@@ -269,7 +276,7 @@ impl Inner {
     }
 
     async fn remove_member(&self, id: NodeId) -> Reply {
-        let (voters, nodes) = self.membership();
+        let (voters, nodes) = self.membership().await?;
         if !nodes.contains_key(&id) {
             return Err(RemoteError::UnknownNode(id));
         }
@@ -306,7 +313,7 @@ impl Inner {
         if to == self.id {
             return Ok(LeaderReply::Done);
         }
-        let (voters, nodes) = self.membership();
+        let (voters, nodes) = self.membership().await?;
         if !voters.contains(&to) {
             return Err(RemoteError::Rejected(format!(
                 "node {to} is not a voter; only a voter can lead"

@@ -71,6 +71,8 @@ struct Tasks {
     cancel: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     helpers: Vec<JoinHandle<()>>,
+    /// Alive while openraft's tasks still hold the storage.
+    storage_open: std::sync::Weak<()>,
 }
 
 /// A running member of the cluster. Cheap to clone; all clones share the node.
@@ -119,6 +121,7 @@ impl RaftNode {
             config.info.cluster_addr = local_addr.to_string();
         }
         let (log_store, snapshots) = store::open(&config.data_dir)?;
+        let storage_open = log_store.closed_signal();
         let storage_error = |e: openraft::StorageError<NodeId>| ClusterError::Storage {
             path: config.data_dir.clone(),
             reason: e.to_string(),
@@ -186,6 +189,7 @@ impl RaftNode {
             cancel,
             server,
             helpers,
+            storage_open,
         };
         Ok(Self {
             inner,
@@ -405,6 +409,12 @@ impl RaftNode {
         }
         let raft_result = self.inner.raft.shutdown().await;
         let server_result = tasks.server.await;
+        // openraft's state machine task ends shortly after its core: wait until the
+        // storage is closed, so the data directory can be opened again.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tasks.storage_open.strong_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         raft_result.map_err(|e| ClusterError::Raft(format!("Raft did not stop cleanly: {e}")))?;
         match server_result {
             Ok(Ok(())) => Ok(()),
@@ -416,10 +426,12 @@ impl RaftNode {
     }
 }
 
-/// Makes this node a member: nothing to do if it already is (with the same
-/// addresses); otherwise asks the seeds, every address each resolves to, with
-/// backoff, until one answers yes or the node is cancelled. Never gives up: a node
-/// that cannot join stays up, not ready, with the reason in its status.
+/// Makes this node a member with its configured addresses: nothing to do if it
+/// already is; otherwise asks a seed to have the leader add it (or, for a member
+/// whose addresses changed, update them). The seeds are the configured ones plus,
+/// for a member, the other members. Every address a seed resolves to is tried,
+/// with backoff, until one answers yes or the node is cancelled. Never gives up:
+/// a node that cannot join stays up, not ready, with the reason in its status.
 async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
     let mut pause = Duration::from_millis(100);
     loop {
@@ -429,8 +441,18 @@ async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
             inner.joined.store(true, Ordering::Relaxed);
             return;
         }
-        if inner.config.join.is_empty() {
-            if member.is_none() && !inner.config.bootstrap {
+        let mut seeds = inner.config.join.clone();
+        if member.is_some() {
+            let metrics = inner.raft.metrics().borrow().clone();
+            let others = metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != inner.id);
+            seeds.extend(others.map(|(_, info)| info.cluster_addr.clone()));
+        }
+        if seeds.is_empty() {
+            if !inner.config.bootstrap {
                 inner.set_problem(Some(
                     "not a member yet: waiting to be added (no join seeds configured)".into(),
                 ));
@@ -441,7 +463,7 @@ async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
                 info: inner.config.info.clone(),
                 rejoin: member.is_some(),
             };
-            match ask_seeds(&inner, &request).await {
+            match ask_seeds(&inner, &seeds, &request).await {
                 Ok(()) => {
                     inner.set_problem(None);
                     inner.joined.store(true, Ordering::Relaxed);
@@ -458,7 +480,7 @@ async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
             _ = cancel.wait_for(|stop| *stop) => return,
         }
         // Without seeds this only watches for being added: check often.
-        let cap = if inner.config.join.is_empty() {
+        let cap = if seeds.is_empty() {
             Duration::from_millis(500)
         } else {
             Duration::from_secs(5)
@@ -467,10 +489,14 @@ async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
     }
 }
 
-async fn ask_seeds(inner: &Inner, request: &LeaderRequest) -> Result<(), ClusterError> {
+async fn ask_seeds(
+    inner: &Inner,
+    seeds: &[String],
+    request: &LeaderRequest,
+) -> Result<(), ClusterError> {
     let timeout = inner.config.request_timeout;
     let mut last = String::from("no address");
-    for seed in &inner.config.join {
+    for seed in seeds {
         let addrs = match tokio::net::lookup_host(seed.as_str()).await {
             Ok(addrs) => addrs,
             Err(e) => {
@@ -497,7 +523,7 @@ async fn ask_seeds(inner: &Inner, request: &LeaderRequest) -> Result<(), Cluster
         }
     }
     Err(ClusterError::SeedUnreachable {
-        seeds: inner.config.join.join(", "),
+        seeds: seeds.join(", "),
         reason: last,
     })
 }
