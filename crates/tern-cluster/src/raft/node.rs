@@ -56,6 +56,16 @@ impl Inner {
         *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
     }
 
+    fn is_voter(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == self.id)
+    }
+
     fn member_info(&self) -> Option<NodeInfo> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
@@ -427,7 +437,7 @@ impl RaftNode {
 }
 
 /// Makes this node a member with its configured addresses: nothing to do if it
-/// already is; otherwise asks a seed to have the leader add it (or, for a member
+/// already is a voter with them; otherwise asks a seed to have the leader add it (or, for a member
 /// whose addresses changed, update them). The seeds are the configured ones plus,
 /// for a member, the other members. Every address a seed resolves to is tried,
 /// with backoff, until one answers yes or the node is cancelled. Never gives up:
@@ -436,7 +446,8 @@ async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
     let mut pause = Duration::from_millis(100);
     loop {
         let member = inner.member_info();
-        if member.as_ref() == Some(&inner.config.info) {
+        // A learner asks again, so the leader promotes it if a voter seat is free.
+        if member.as_ref() == Some(&inner.config.info) && inner.is_voter() {
             inner.set_problem(None);
             inner.joined.store(true, Ordering::Relaxed);
             return;
