@@ -69,10 +69,12 @@
 //!
 //! [`RaftNode::remove_node`] removes a member (a removed voter is replaced by the
 //! lowest-id learner). [`RaftNode::transfer_leader`]: openraft 0.9 has no
-//! leadership transfer, so the leader asks the target to start an election
-//! (`trigger().elect()`); the leader grants that vote once its leader lease (the
-//! maximum election timeout) has run since its election and steps down, and the
-//! request is retried until the target leads or the deadline passes.
+//! leadership transfer, so the leader waits until the target's log matches its own
+//! and its own leader lease (the maximum election timeout since its election) has
+//! run out, then asks the target to start an election (`trigger().elect()`), votes
+//! for it and steps down. With more than three voters the leader also pauses its
+//! heartbeats for the transfer, so the other voters' leases run out as well. If
+//! another voter wins the election, the request is retried on that leader.
 //!
 //! # Storage and transport
 //!

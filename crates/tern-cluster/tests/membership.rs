@@ -255,3 +255,30 @@ async fn an_operator_adds_a_node_that_has_no_seeds() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_in_a_five_voter_cluster() {
+    bounded(LIMIT, async {
+        let tmp = tempfile::tempdir().unwrap();
+        let nodes = cluster(tmp.path(), 5, 5).await;
+        assert_eq!(nodes[0].node.status().voters.len(), 5);
+        let leader = leader_of(&nodes).unwrap();
+        let target = if leader == 5 { 4 } else { 5 };
+        nodes[0].node.transfer_leader(target).await.unwrap();
+        eventually(
+            "everyone follows the new leader",
+            Duration::from_secs(10),
+            || nodes.iter().all(|n| n.node.status().leader == Some(target)),
+        )
+        .await;
+        nodes[1]
+            .node
+            .propose(vec![add(2, "after transfer")])
+            .await
+            .unwrap();
+        for n in nodes {
+            n.node.shutdown().await.unwrap();
+        }
+    })
+    .await;
+}

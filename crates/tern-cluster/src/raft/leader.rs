@@ -305,10 +305,21 @@ impl Inner {
         Ok(LeaderReply::Done)
     }
 
-    /// openraft 0.9 has no leadership transfer: ask the target to start an
-    /// election. This leader grants the vote once its own leader lease (the
-    /// maximum election timeout since it was elected) has passed and the target's
-    /// log is as long as its own, and then steps down; retried until the deadline.
+    /// openraft 0.9 has no leadership transfer, so this leader makes the target
+    /// win an election:
+    ///
+    /// 1. it waits until the target's log matches its own (a voter only grants
+    ///    a vote to a candidate whose log is at least as long) and until its own
+    ///    leader lease has run out (the maximum election timeout since it was
+    ///    elected: before that it refuses every vote);
+    /// 2. with more than three voters, the leader and the target are not a
+    ///    majority, so the leader also stops its heartbeats until the transfer
+    ///    ends, letting the other voters' leases run out too;
+    /// 3. it asks the target to start an election now (`Elect`), grants the vote
+    ///    and steps down.
+    ///
+    /// Repeated until the target leads or the deadline passes. If another voter
+    /// wins instead, the request is retried on that leader (`Busy`).
     async fn transfer_leadership(&self, to: NodeId) -> Reply {
         if to == self.id {
             return Ok(LeaderReply::Done);
@@ -323,8 +334,35 @@ impl Inner {
             .get(&to)
             .map(|n| n.cluster_addr.clone())
             .unwrap_or_default();
-        let wait = Duration::from_millis(self.config.election_timeout_max_ms * 2);
+        let lease = Duration::from_millis(self.config.election_timeout_max_ms);
+        let wait = lease * 2;
         let deadline = Instant::now() + self.config.request_timeout;
+
+        let caught_up = |m: &openraft::RaftMetrics<NodeId, NodeInfo>| {
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&to).copied().flatten());
+            matched.map(|id| id.index) == m.last_log_index
+        };
+        let _ = self
+            .raft
+            .wait(Some(wait))
+            .metrics(caught_up, "transfer target caught up")
+            .await;
+        let elected_at = self
+            .raft
+            .with_raft_state(|s| s.vote_last_modified())
+            .await
+            .map_err(fatal)?;
+        if let Some(elected_at) = elected_at {
+            tokio::time::sleep_until(
+                (elected_at + lease + Duration::from_millis(10)).min(deadline),
+            )
+            .await;
+        }
+        let _heartbeats = (voters.len() > 3).then(|| PausedHeartbeats::new(self));
+
         while Instant::now() < deadline {
             let _: Result<Reply, CallError> = self
                 .peers
@@ -341,8 +379,8 @@ impl Inner {
             if let Ok(metrics) = moved {
                 return match metrics.current_leader {
                     Some(leader) if leader == to => Ok(LeaderReply::Done),
-                    other => Err(RemoteError::Rejected(format!(
-                        "leadership moved to node {} instead of node {to}; retry",
+                    other => Err(RemoteError::Busy(format!(
+                        "leadership moved to node {} instead of node {to}",
                         other.unwrap_or(0)
                     ))),
                 };
@@ -352,5 +390,23 @@ impl Inner {
             what: format!("moving leadership to node {to}"),
             secs: self.config.request_timeout.as_secs(),
         })
+    }
+}
+
+/// Heartbeats stopped for a transfer; restarted when dropped (whatever the outcome).
+struct PausedHeartbeats<'a> {
+    inner: &'a Inner,
+}
+
+impl<'a> PausedHeartbeats<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        inner.raft.runtime_config().heartbeat(false);
+        Self { inner }
+    }
+}
+
+impl Drop for PausedHeartbeats<'_> {
+    fn drop(&mut self) {
+        self.inner.raft.runtime_config().heartbeat(true);
     }
 }
