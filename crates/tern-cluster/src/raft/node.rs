@@ -18,14 +18,14 @@ use tokio::time::Instant;
 
 use crate::error::ClusterError;
 use crate::raft::batcher::{self, Submitter};
-use crate::raft::leader::{LeaderReply, LeaderRequest, Reply};
+use crate::raft::leader::{LeaderReply, LeaderRequest};
 use crate::raft::state_machine::{SharedState, StateMachine, read_state};
 use crate::raft::status::{ClusterStatus, MemberStatus, NodeStatus};
 use crate::raft::transport::{NetworkFactory, Peers, Rpc};
 use crate::raft::{
     ClusterConfig, ClusterState, Command, CommandResult, NodeId, NodeInfo, Raft, StateObserver,
 };
-use crate::raft::{service, store};
+use crate::raft::{joiner, service, store};
 
 /// What the node's tasks share.
 pub(crate) struct Inner {
@@ -34,9 +34,9 @@ pub(crate) struct Inner {
     pub(crate) raft: Raft,
     pub(crate) peers: Peers,
     state: SharedState,
-    ready: AtomicBool,
+    pub(crate) ready: AtomicBool,
     /// Set by the joiner once this node is a member with its current addresses.
-    joined: AtomicBool,
+    pub(crate) joined: AtomicBool,
     problem: Mutex<Option<String>>,
 }
 
@@ -52,11 +52,11 @@ impl Inner {
         NodeStatus::from_metrics(&metrics, self.ready.load(Ordering::Relaxed), problem)
     }
 
-    fn set_problem(&self, problem: Option<String>) {
+    pub(crate) fn set_problem(&self, problem: Option<String>) {
         *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
     }
 
-    fn is_voter(&self) -> bool {
+    pub(crate) fn is_voter(&self) -> bool {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         metrics
@@ -66,7 +66,7 @@ impl Inner {
             .any(|id| id == self.id)
     }
 
-    fn member_info(&self) -> Option<NodeInfo> {
+    pub(crate) fn member_info(&self) -> Option<NodeInfo> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         metrics
@@ -192,8 +192,8 @@ impl RaftNode {
         let (submitter, queue) = batcher::channel();
         let helpers = vec![
             tokio::spawn(batcher::run(inner.clone(), queue, cancel_rx.clone())),
-            tokio::spawn(join(inner.clone(), cancel_rx.clone())),
-            tokio::spawn(monitor_readiness(inner.clone(), cancel_rx)),
+            tokio::spawn(joiner::join(inner.clone(), cancel_rx.clone())),
+            tokio::spawn(joiner::monitor_readiness(inner.clone(), cancel_rx)),
         ];
         let tasks = Tasks {
             cancel,
@@ -434,137 +434,4 @@ impl RaftNode {
             ))),
         }
     }
-}
-
-/// Makes this node a member with its configured addresses: nothing to do if it
-/// already is a voter with them; otherwise asks a seed to have the leader add it (or, for a member
-/// whose addresses changed, update them). The seeds are the configured ones plus,
-/// for a member, the other members. Every address a seed resolves to is tried,
-/// with backoff, until one answers yes or the node is cancelled. Never gives up:
-/// a node that cannot join stays up, not ready, with the reason in its status.
-async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
-    let mut pause = Duration::from_millis(100);
-    loop {
-        let member = inner.member_info();
-        // A learner asks again, so the leader promotes it if a voter seat is free.
-        if member.as_ref() == Some(&inner.config.info) && inner.is_voter() {
-            inner.set_problem(None);
-            inner.joined.store(true, Ordering::Relaxed);
-            return;
-        }
-        let mut seeds = inner.config.join.clone();
-        if member.is_some() {
-            let metrics = inner.raft.metrics().borrow().clone();
-            let others = metrics
-                .membership_config
-                .membership()
-                .nodes()
-                .filter(|(id, _)| **id != inner.id);
-            seeds.extend(others.map(|(_, info)| info.cluster_addr.clone()));
-        }
-        if seeds.is_empty() {
-            if !inner.config.bootstrap {
-                inner.set_problem(Some(
-                    "not a member yet: waiting to be added (no join seeds configured)".into(),
-                ));
-            }
-        } else {
-            let request = LeaderRequest::Join {
-                id: inner.id,
-                info: inner.config.info.clone(),
-                rejoin: member.is_some(),
-            };
-            match ask_seeds(&inner, &seeds, &request).await {
-                Ok(()) => {
-                    inner.set_problem(None);
-                    inner.joined.store(true, Ordering::Relaxed);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(node = inner.id, error = %e, "cannot join the cluster yet; retrying");
-                    inner.set_problem(Some(e.to_string()));
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = cancel.wait_for(|stop| *stop) => return,
-        }
-        // Without seeds this only watches for being added: check often.
-        let cap = if seeds.is_empty() {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_secs(5)
-        };
-        pause = (pause * 2).min(cap);
-    }
-}
-
-async fn ask_seeds(
-    inner: &Inner,
-    seeds: &[String],
-    request: &LeaderRequest,
-) -> Result<(), ClusterError> {
-    let timeout = inner.config.request_timeout;
-    let mut last = String::from("no address");
-    for seed in seeds {
-        let addrs = match tokio::net::lookup_host(seed.as_str()).await {
-            Ok(addrs) => addrs,
-            Err(e) => {
-                last = format!("{seed}: {e}");
-                continue;
-            }
-        };
-        for addr in addrs {
-            match inner
-                .peers
-                .call::<_, Reply>(&addr.to_string(), Rpc::Join, request, timeout)
-                .await
-            {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) => {
-                    let e = ClusterError::from(e);
-                    if !e.is_retryable() {
-                        return Err(e);
-                    }
-                    last = format!("{seed} ({addr}): {e}");
-                }
-                Err(e) => last = format!("{seed} ({addr}): {e}"),
-            }
-        }
-    }
-    Err(ClusterError::SeedUnreachable {
-        seeds: seeds.join(", "),
-        reason: last,
-    })
-}
-
-/// Keeps [`RaftNode::is_ready`] current: a member that knows a leader and has
-/// applied up to its commit index.
-async fn monitor_readiness(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
-    let mut metrics = inner.raft.metrics();
-    loop {
-        let committed = inner
-            .raft
-            .with_raft_state(|s| s.committed.map_or(0, |id| id.index))
-            .await;
-        let ready = {
-            let m = metrics.borrow_and_update();
-            let member = m
-                .membership_config
-                .membership()
-                .get_node(&inner.id)
-                .is_some();
-            let applied = m.last_applied.map_or(0, |id| id.index);
-            let ready = committed.is_ok_and(|committed| applied >= committed);
-            member && inner.joined.load(Ordering::Relaxed) && m.current_leader.is_some() && ready
-        };
-        inner.ready.store(ready, Ordering::Relaxed);
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { break },
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = cancel.wait_for(|stop| *stop) => break,
-        }
-    }
-    inner.ready.store(false, Ordering::Relaxed);
 }
