@@ -53,6 +53,7 @@ pub(crate) async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
             };
             match ask_seeds(&inner, &seeds, &request).await {
                 Ok(()) => {
+                    tracing::info!(node = inner.id, "joined the cluster");
                     inner.set_problem(None);
                     inner.joined.store(true, Ordering::Relaxed);
                     return;

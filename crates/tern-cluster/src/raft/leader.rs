@@ -137,12 +137,21 @@ impl Inner {
         let mut pause = Duration::from_millis(10);
         let mut last = String::from("no leader known");
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let mut left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ClusterError::Timeout {
                     what: format!("{} (last: {last})", request.what()),
                     secs: timeout.as_secs(),
                 });
+            }
+            if matches!(
+                request,
+                LeaderRequest::Propose(_) | LeaderRequest::ReadIndex
+            ) {
+                // A leader that went silent (partitioned, not refusing connections)
+                // must not use up the whole deadline: try again with what we learn.
+                let attempt = Duration::from_millis(3 * self.config.election_timeout_max_ms);
+                left = left.min(attempt.max(Duration::from_secs(2)));
             }
             let (target, outcome): (String, Result<Reply, CallError>) = match self.leader() {
                 Some((leader, _)) if leader == self.id => {

@@ -189,6 +189,14 @@ impl RaftNode {
             }
         }
 
+        tracing::info!(
+            node = inner.id,
+            addr = %local_addr,
+            data_dir = %inner.config.data_dir.display(),
+            bootstrap = inner.config.bootstrap,
+            seeds = ?inner.config.join,
+            "cluster node started"
+        );
         let (submitter, queue) = batcher::channel();
         let helpers = vec![
             tokio::spawn(batcher::run(inner.clone(), queue, cancel_rx.clone())),
@@ -413,6 +421,7 @@ impl RaftNode {
         let Some(tasks) = self.tasks.lock().await.take() else {
             return Ok(());
         };
+        tracing::info!(node = self.inner.id, "cluster node stopping");
         let _ = tasks.cancel.send(true);
         for helper in tasks.helpers {
             let _ = helper.await;
@@ -424,6 +433,12 @@ impl RaftNode {
         let deadline = Instant::now() + Duration::from_secs(5);
         while tasks.storage_open.strong_count() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if tasks.storage_open.strong_count() > 0 {
+            tracing::warn!(
+                node = self.inner.id,
+                "Raft storage still open 5 s after shutdown"
+            );
         }
         raft_result.map_err(|e| ClusterError::Raft(format!("Raft did not stop cleanly: {e}")))?;
         match server_result {
