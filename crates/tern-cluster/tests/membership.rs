@@ -239,10 +239,17 @@ async fn an_operator_adds_a_node_that_has_no_seeds() {
             mqtt_addr: "127.0.0.1:18835".into(),
             ..info
         };
-        eventually("the node's own addresses", Duration::from_secs(5), || {
-            nodes[0].node.node_info(5) == Some(own.clone())
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while nodes[0].node.node_info(5) != Some(own.clone()) {
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "node 1 has {:?}; node 5: {:?}",
+                    nodes[0].node.node_info(5),
+                    waiting.node.status()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(
             nodes[0].node.status().voters.len(),
             2,

@@ -21,10 +21,17 @@ use crate::raft::transport::Rpc;
 /// a node that cannot join stays up, not ready, with the reason in its status.
 pub(crate) async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
     let mut pause = Duration::from_millis(100);
+    // Whether the leader has accepted this node's request.
+    let mut accepted = false;
     loop {
         let member = inner.member_info();
-        // A learner asks again, so the leader promotes it if a voter seat is free.
-        if member.as_ref() == Some(&inner.config.info) && inner.is_voter() {
+        // A learner asks once, so the leader promotes it if a voter seat is free.
+        if member.as_ref() == Some(&inner.config.info) && (accepted || inner.is_voter()) {
+            tracing::info!(
+                node = inner.id,
+                voter = inner.is_voter(),
+                "member of the cluster"
+            );
             inner.set_problem(None);
             inner.joined.store(true, Ordering::Relaxed);
             return;
@@ -53,10 +60,11 @@ pub(crate) async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
             };
             match ask_seeds(&inner, &seeds, &request).await {
                 Ok(()) => {
-                    tracing::info!(node = inner.id, "joined the cluster");
+                    // Checked at the top once the membership shows it (an operator's
+                    // concurrent add_node may still have other addresses).
+                    accepted = true;
+                    pause = Duration::from_millis(20);
                     inner.set_problem(None);
-                    inner.joined.store(true, Ordering::Relaxed);
-                    return;
                 }
                 Err(e) => {
                     tracing::warn!(node = inner.id, error = %e, "cannot join the cluster yet; retrying");
@@ -75,6 +83,9 @@ pub(crate) async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
             Duration::from_secs(5)
         };
         pause = (pause * 2).min(cap);
+        if accepted {
+            pause = pause.min(Duration::from_millis(100));
+        }
     }
 }
 

@@ -23,6 +23,19 @@ use crate::raft::node::Inner;
 use crate::raft::transport::{CallError, Rpc};
 use crate::raft::{Command, CommandResult, NodeId, NodeInfo};
 
+/// How far behind the leader's log a learner may be and still be promoted.
+const PROMOTION_LAG: u64 = 1_000;
+
+/// Whether the leader's replication to `id` is within [`PROMOTION_LAG`] of its log.
+fn caught_up(metrics: &openraft::RaftMetrics<NodeId, NodeInfo>, id: NodeId) -> bool {
+    let last = metrics.last_log_index.unwrap_or(0);
+    let matched = metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&id).copied().flatten());
+    matched.is_some_and(|m| m.index + PROMOTION_LAG >= last)
+}
+
 /// A request for the leader.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum LeaderRequest {
@@ -246,6 +259,9 @@ impl Inner {
                     requested: info.cluster_addr,
                 });
             }
+            // Same address, other details: only the node itself updates them (a
+            // re-join); an operator's add_node must not undo that.
+            Some(_) if !rejoin => {}
             Some(_) => {
                 let update = ChangeMembers::SetNodes(BTreeMap::from([(id, info)]));
                 self.raft
@@ -260,20 +276,41 @@ impl Inner {
                     .map_err(write_error)?;
             }
         }
-        self.promote_learners().await?;
+        self.promote_learners(Some(id)).await?;
         Ok(LeaderReply::Done)
     }
 
     /// Promotes learners (lowest id first) while there are fewer voters than configured.
-    async fn promote_learners(&self) -> Result<(), RemoteError> {
+    ///
+    /// Only learners that have caught up (within [`PROMOTION_LAG`] entries) are
+    /// promoted: making an unreachable node a voter could cost the quorum.
+    async fn promote_learners(&self, joining: Option<NodeId>) -> Result<(), RemoteError> {
         let (voters, nodes) = self.membership().await?;
         let wanted = self.config.voters.saturating_sub(voters.len());
+        if let Some(id) = joining.filter(|id| wanted > 0 && !voters.contains(id)) {
+            // add_learner waited for it to catch up; the metrics may lag a little.
+            let wait = Duration::from_millis(2 * self.config.election_timeout_max_ms);
+            let _ = self
+                .raft
+                .wait(Some(wait))
+                .metrics(|m| caught_up(m, id), "learner caught up")
+                .await;
+        }
+        let metrics = self.raft.metrics().borrow().clone();
         let promote: BTreeSet<NodeId> = nodes
             .keys()
-            .filter(|id| !voters.contains(id))
+            .filter(|id| !voters.contains(id) && caught_up(&metrics, **id))
             .take(wanted)
             .copied()
             .collect();
+        if let Some(id) =
+            joining.filter(|id| wanted > 0 && !voters.contains(id) && !promote.contains(id))
+        {
+            // The joiner asks again; by then the node may have caught up.
+            return Err(RemoteError::Busy(format!(
+                "node {id} has not caught up with the log yet"
+            )));
+        }
         if promote.is_empty() {
             return Ok(());
         }
@@ -309,7 +346,7 @@ impl Inner {
         }
         // A leader that removed itself is no longer leader: nothing more to do here.
         if id != self.id {
-            self.promote_learners().await?;
+            self.promote_learners(None).await?;
         }
         Ok(LeaderReply::Done)
     }

@@ -152,6 +152,12 @@ impl RaftNode {
         )
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        if config.bootstrap
+            && let Err(e) = bootstrap(&raft, config.node_id, &config.info).await
+        {
+            let _ = raft.shutdown().await;
+            return Err(e);
+        }
 
         let inner = Arc::new(Inner {
             id: config.node_id,
@@ -170,24 +176,6 @@ impl RaftNode {
             extra,
             cancel_rx.clone(),
         ));
-
-        if inner.config.bootstrap
-            && !inner
-                .raft
-                .is_initialized()
-                .await
-                .map_err(|e| ClusterError::Raft(e.to_string()))?
-        {
-            let members = BTreeMap::from([(inner.id, inner.config.info.clone())]);
-            match inner.raft.initialize(members).await {
-                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => {
-                    return Err(ClusterError::Raft(format!(
-                        "cannot bootstrap the cluster: {e}"
-                    )));
-                }
-            }
-        }
 
         tracing::info!(
             node = inner.id,
@@ -448,5 +436,22 @@ impl RaftNode {
                 "the gRPC server task failed: {e}"
             ))),
         }
+    }
+}
+
+/// Initializes a new single-node cluster, unless this node has Raft state already.
+async fn bootstrap(raft: &Raft, id: NodeId, info: &NodeInfo) -> Result<(), ClusterError> {
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+    if initialized {
+        return Ok(());
+    }
+    match raft.initialize(BTreeMap::from([(id, info.clone())])).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(ClusterError::Raft(format!(
+            "cannot bootstrap the cluster: {e}"
+        ))),
     }
 }
