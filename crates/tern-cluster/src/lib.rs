@@ -93,9 +93,45 @@
 //! tonic and openraft types stay inside this crate; the public API uses only the
 //! types below, plus `tonic::service::Routes` for the extra services.
 //!
-//! Where openraft forced a deviation from the first API sketch: `ClusterError` is
-//! `Clone` (one batch failure is every submitter's error); `wait_ready`, `id` and
-//! `cluster_addr` were added for start-up and tests.
+//! # Timing
+//!
+//! openraft 0.9 uses the heartbeat interval as the deadline of every AppendEntries
+//! call and retries a timed-out call with the same entries, so a call that cannot
+//! finish in time stalls that follower. Hence the defaults: heartbeats every
+//! 100 ms, elections after 0.5 to 1 s, at most 16 entries per call and about
+//! 256 KiB per entry.
+//!
+//! # Additions to the first API sketch
+//!
+//! - [`ClusterConfig::new`] fills the defaults; the timers are `heartbeat_ms`,
+//!   `election_timeout_min_ms` and `election_timeout_max_ms`; `snapshot_every`,
+//!   `snapshot_keep_logs` and `request_timeout` were added. An empty
+//!   `info.cluster_addr` becomes the address actually bound (for port 0).
+//! - [`RaftNode::id`], [`RaftNode::cluster_addr`] and [`RaftNode::wait_ready`];
+//!   [`NoObserver`]; [`NodeStatus`] also says `ready`, `snapshot_index` and the
+//!   `problem` that keeps a node from joining.
+//! - [`ClusterError`] is `Clone`: one failed batch is every submitter's error.
+//!   [`ClusterError::is_retryable`] tells a retry apart from a configuration error.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tern_cluster::{ClusterConfig, Command, NoObserver, RaftNode};
+//!
+//! # async fn run() -> Result<(), tern_cluster::ClusterError> {
+//! let mut config = ClusterConfig::new(2, "0.0.0.0:7946".parse().unwrap(), "/var/lib/tern/raft");
+//! config.info.cluster_addr = "node2.example:7946".into();
+//! config.join = vec!["node1.example:7946".into()];
+//! let node = RaftNode::start(config, Arc::new(NoObserver), Default::default()).await?;
+//! node.wait_ready(std::time::Duration::from_secs(30)).await?;
+//! node.submit(Command::AddRoutes { node: 2, filters: vec!["sensors/#".into()] }).await?;
+//! node.read_barrier().await?;
+//! let routes = node.with_state(|state| state.routes().len());
+//! # let _ = routes;
+//! node.shutdown().await
+//! # }
+//! ```
 
 pub mod error;
 mod raft;

@@ -128,7 +128,7 @@ async fn ask_seeds(
     })
 }
 
-/// Keeps [`RaftNode::is_ready`] current: a member that knows a leader and has
+/// Keeps [`crate::RaftNode::is_ready`] current: a member that knows a leader and has
 /// applied up to its commit index.
 pub(crate) async fn monitor_readiness(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
     let mut metrics = inner.raft.metrics();
