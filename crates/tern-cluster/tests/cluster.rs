@@ -367,3 +367,41 @@ async fn a_data_directory_in_use_is_refused() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submits_in_flight_survive_a_leader_failover() {
+    bounded(LIMIT, async {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut nodes = cluster(tmp.path(), 3, 3).await;
+        let leader = leader_of(&nodes).unwrap();
+        let position = nodes.iter().position(|n| n.id() == leader).unwrap();
+        let old_leader = nodes.remove(position);
+        let writer = nodes[0].node.clone();
+        let id = nodes[0].id();
+        // A steady stream of submits from a follower while the leader goes away.
+        let stream = tokio::spawn(async move {
+            let mut pending = Vec::new();
+            for i in 0..200 {
+                pending.push(writer.submit(add(id, &format!("s/{i}"))));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            futures::future::join_all(pending).await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        old_leader.stop().await;
+        let results = stream.await.unwrap();
+        assert!(
+            results.iter().all(|r| matches!(r, Ok(CommandResult::Done))),
+            "{results:?}"
+        );
+        for n in &nodes {
+            n.node.read_barrier().await.unwrap();
+            assert_eq!(n.node.with_state(|s| s.routes_of(id).count()), 200);
+            assert_ne!(n.node.status().leader, Some(leader));
+        }
+        for n in nodes {
+            n.node.shutdown().await.unwrap();
+        }
+    })
+    .await;
+}

@@ -166,33 +166,41 @@ impl Inner {
                 let attempt = Duration::from_millis(3 * self.config.election_timeout_max_ms);
                 left = left.min(attempt.max(Duration::from_secs(2)));
             }
-            let (target, outcome): (String, Result<Reply, CallError>) = match self.leader() {
-                Some((leader, _)) if leader == self.id => {
-                    let outcome =
-                        match tokio::time::timeout(left, self.serve_as_leader(request.clone()))
-                            .await
-                        {
-                            Ok(reply) => Ok(reply),
-                            Err(_) => Err(CallError::Timeout(left)),
-                        };
-                    (format!("leader {leader} (this node)"), outcome)
-                }
-                Some((leader, Some(addr))) => {
-                    let outcome = self.peers.call(&addr, request.rpc(), &request, left).await;
-                    (format!("leader {leader} at {addr}"), outcome)
-                }
-                Some((leader, None)) => (
-                    format!("leader {leader}"),
-                    Err(CallError::Unreachable("no known address".into())),
-                ),
-                None => (
-                    "no leader known".into(),
-                    Err(CallError::Unreachable("an election may be running".into())),
-                ),
-            };
+            let (local, target, outcome): (bool, String, Result<Reply, CallError>) =
+                match self.leader() {
+                    Some((leader, _)) if leader == self.id => {
+                        let outcome =
+                            match tokio::time::timeout(left, self.serve_as_leader(request.clone()))
+                                .await
+                            {
+                                Ok(reply) => Ok(reply),
+                                Err(_) => Err(CallError::Timeout(left)),
+                            };
+                        (true, format!("leader {leader} (this node)"), outcome)
+                    }
+                    Some((leader, Some(addr))) => {
+                        let outcome = self.peers.call(&addr, request.rpc(), &request, left).await;
+                        (false, format!("leader {leader} at {addr}"), outcome)
+                    }
+                    Some((leader, None)) => (
+                        false,
+                        format!("leader {leader}"),
+                        Err(CallError::Unreachable("no known address".into())),
+                    ),
+                    None => (
+                        false,
+                        "no leader known".into(),
+                        Err(CallError::Unreachable("an election may be running".into())),
+                    ),
+                };
             match outcome {
                 Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(e)) if is_retryable(&e) => last = format!("{target}: {e:?}"),
+                // This node stops: nothing to retry. A remote leader that stops
+                // is replaced by an election: retry there.
+                Ok(Err(RemoteError::Shutdown)) if local => return Err(ClusterError::Shutdown),
+                Ok(Err(e)) if is_retryable(&e) || matches!(e, RemoteError::Shutdown) => {
+                    last = format!("{target}: {e:?}")
+                }
                 Ok(Err(e)) => return Err(e.into()),
                 Err(e) => last = format!("{target}: {e}"),
             }
