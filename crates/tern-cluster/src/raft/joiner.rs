@@ -58,7 +58,11 @@ pub(crate) async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
                 info: inner.config.info.clone(),
                 rejoin: member.is_some(),
             };
-            match ask_seeds(&inner, &seeds, &request).await {
+            let asked = tokio::select! {
+                asked = ask_seeds(&inner, &seeds, &request) => asked,
+                _ = cancel.wait_for(|stop| *stop) => return,
+            };
+            match asked {
                 Ok(()) => {
                     // Checked at the top once the membership shows it (an operator's
                     // concurrent add_node may still have other addresses).
