@@ -191,3 +191,53 @@ impl From<ClusterError> for RemoteError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let locked = ClusterError::DataDirLocked(PathBuf::from("/data/raft"));
+        assert!(
+            locked.to_string().contains("/data/raft") && locked.to_string().contains("stop it")
+        );
+        let seeds = ClusterError::SeedUnreachable {
+            seeds: "a:1, b:2".into(),
+            reason: "refused".into(),
+        };
+        assert!(seeds.to_string().contains("check --join"));
+        let conflict = ClusterError::NodeIdConflict {
+            id: 2,
+            existing: "x:1".into(),
+            requested: "y:1".into(),
+        };
+        assert!(conflict.to_string().contains("unique id"));
+        assert!(
+            ClusterError::NoLeader("election".into())
+                .to_string()
+                .contains("retry")
+        );
+        assert!(ClusterError::NoLeader(String::new()).is_retryable());
+        assert!(!conflict.is_retryable());
+    }
+
+    #[test]
+    fn errors_survive_the_trip_between_nodes() {
+        let conflict = ClusterError::NodeIdConflict {
+            id: 2,
+            existing: "x:1".into(),
+            requested: "y:1".into(),
+        };
+        let back = ClusterError::from(RemoteError::from(conflict));
+        assert!(matches!(back, ClusterError::NodeIdConflict { id: 2, .. }));
+        let back = ClusterError::from(RemoteError::from(ClusterError::Busy(
+            "membership change".into(),
+        )));
+        assert!(back.is_retryable());
+        assert!(matches!(
+            ClusterError::from(RemoteError::NotLeader(Some(3))),
+            ClusterError::NoLeader(_)
+        ));
+    }
+}

@@ -39,11 +39,12 @@
 //! the previous owner.
 //!
 //! [`RaftNode::submit`] is the everyday path: one command per call, coalesced by one
-//! task into entries of up to 500 commands, taking whatever accumulated while the
+//! task into entries of up to 1,000 commands (or about 256 KiB), taking whatever accumulated while the
 //! previous entry was in flight. One entry is in flight at a time, so one caller's
 //! commands apply in call order. 10,000 concurrent submits on a three-node
-//! loopback cluster commit as about twenty entries (`tests/burst.rs` prints the
-//! time).
+//! loopback cluster commit as about ten entries (`tests/burst.rs` prints the
+//! time): 60 to 90 ms in a release build, 0.3 to 0.6 s in a debug build, on a
+//! shared two-core machine.
 //!
 //! # Reads
 //!
@@ -69,10 +70,12 @@
 //!
 //! [`RaftNode::remove_node`] removes a member (a removed voter is replaced by the
 //! lowest-id learner). [`RaftNode::transfer_leader`]: openraft 0.9 has no
-//! leadership transfer, so the leader asks the target to start an election
-//! (`trigger().elect()`); the leader grants that vote once its leader lease (the
-//! maximum election timeout) has run since its election and steps down, and the
-//! request is retried until the target leads or the deadline passes.
+//! leadership transfer, so the leader waits until the target's log matches its own
+//! and its own leader lease (the maximum election timeout since its election) has
+//! run out, then asks the target to start an election (`trigger().elect()`), votes
+//! for it and steps down. With more than three voters the leader also pauses its
+//! heartbeats for the transfer, so the other voters' leases run out as well. If
+//! another voter wins the election, the request is retried on that leader.
 //!
 //! # Storage and transport
 //!
@@ -81,7 +84,8 @@
 //! it passes openraft's storage test suite. The state machine is in memory;
 //! snapshots serialise it whole into sled, and at start the last snapshot is
 //! loaded and openraft re-applies the log after it. Everything is serialised by
-//! one function pair (`raft/codec.rs`, serde_json today).
+//! one function pair (`raft/codec.rs`, postcard: compact, and opaque bytes stay
+//! bytes).
 //!
 //! The gRPC service (proto/raft.proto) carries openraft's messages and ours
 //! serde-encoded in a `bytes` field: AppendEntries, Vote, InstallSnapshot, then
@@ -90,9 +94,45 @@
 //! tonic and openraft types stay inside this crate; the public API uses only the
 //! types below, plus `tonic::service::Routes` for the extra services.
 //!
-//! Where openraft forced a deviation from the first API sketch: `ClusterError` is
-//! `Clone` (one batch failure is every submitter's error); `wait_ready`, `id` and
-//! `cluster_addr` were added for start-up and tests.
+//! # Timing
+//!
+//! openraft 0.9 uses the heartbeat interval as the deadline of every AppendEntries
+//! call and retries a timed-out call with the same entries, so a call that cannot
+//! finish in time stalls that follower. Hence the defaults: heartbeats every
+//! 100 ms, elections after 0.5 to 1 s, at most 16 entries per call and about
+//! 256 KiB per entry.
+//!
+//! # Additions to the first API sketch
+//!
+//! - [`ClusterConfig::new`] fills the defaults; the timers are `heartbeat_ms`,
+//!   `election_timeout_min_ms` and `election_timeout_max_ms`; `snapshot_every`,
+//!   `snapshot_keep_logs` and `request_timeout` were added. An empty
+//!   `info.cluster_addr` becomes the address actually bound (for port 0).
+//! - [`RaftNode::id`], [`RaftNode::cluster_addr`] and [`RaftNode::wait_ready`];
+//!   [`NoObserver`]; [`NodeStatus`] also says `ready`, `snapshot_index` and the
+//!   `problem` that keeps a node from joining.
+//! - [`ClusterError`] is `Clone`: one failed batch is every submitter's error.
+//!   [`ClusterError::is_retryable`] tells a retry apart from a configuration error.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tern_cluster::{ClusterConfig, Command, NoObserver, RaftNode};
+//!
+//! # async fn run() -> Result<(), tern_cluster::ClusterError> {
+//! let mut config = ClusterConfig::new(2, "0.0.0.0:7946".parse().unwrap(), "/var/lib/tern/raft");
+//! config.info.cluster_addr = "node2.example:7946".into();
+//! config.join = vec!["node1.example:7946".into()];
+//! let node = RaftNode::start(config, Arc::new(NoObserver), Default::default()).await?;
+//! node.wait_ready(std::time::Duration::from_secs(30)).await?;
+//! node.submit(Command::AddRoutes { node: 2, filters: vec!["sensors/#".into()] }).await?;
+//! node.read_barrier().await?;
+//! let routes = node.with_state(|state| state.routes().len());
+//! # let _ = routes;
+//! node.shutdown().await
+//! # }
+//! ```
 
 pub mod error;
 pub mod forward;

@@ -297,3 +297,111 @@ async fn a_node_that_cannot_reach_its_seeds_stays_up_and_not_ready() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_on_a_new_address_updates_the_membership() {
+    bounded(LIMIT, async {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut nodes = cluster(tmp.path(), 3, 3).await;
+        let old_addr = nodes[2].addr();
+        let mut config = nodes.pop().unwrap().stop().await;
+        config.cluster_listen = "127.0.0.1:0".parse().unwrap(); // no seeds: its peers are its seeds
+        let moved = restart(config).await;
+        assert_ne!(moved.addr(), old_addr);
+        moved
+            .node
+            .wait_ready(Duration::from_secs(15))
+            .await
+            .unwrap();
+        eventually(
+            "the leader knows the new address",
+            Duration::from_secs(5),
+            || {
+                nodes[0]
+                    .node
+                    .node_info(3)
+                    .is_some_and(|info| info.cluster_addr == moved.addr())
+            },
+        )
+        .await;
+        nodes[0]
+            .node
+            .propose(vec![add(1, "reaches the moved node")])
+            .await
+            .unwrap();
+        moved.node.read_barrier().await.unwrap();
+        assert!(
+            moved
+                .node
+                .with_state(|s| s.routes_of(1).any(|f| f == "reaches the moved node"))
+        );
+        moved.node.shutdown().await.unwrap();
+        for n in nodes {
+            n.node.shutdown().await.unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_in_use_is_refused() {
+    bounded(LIMIT, async {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = config(1, tmp.path());
+        c.bootstrap = true;
+        let first = start(c.clone()).await;
+        match tern_cluster::RaftNode::start(
+            c,
+            std::sync::Arc::new(tern_cluster::NoObserver),
+            tonic_routes(),
+        )
+        .await
+        {
+            Err(e @ ClusterError::DataDirLocked(_)) => {
+                assert!(e.to_string().contains("locked by another process"), "{e}");
+            }
+            Err(other) => panic!("expected DataDirLocked, got {other}"),
+            Ok(_) => panic!("two nodes opened one data directory"),
+        }
+        first.node.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submits_in_flight_survive_a_leader_failover() {
+    bounded(LIMIT, async {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut nodes = cluster(tmp.path(), 3, 3).await;
+        let leader = leader_of(&nodes).unwrap();
+        let position = nodes.iter().position(|n| n.id() == leader).unwrap();
+        let old_leader = nodes.remove(position);
+        let writer = nodes[0].node.clone();
+        let id = nodes[0].id();
+        // A steady stream of submits from a follower while the leader goes away.
+        let stream = tokio::spawn(async move {
+            let mut pending = Vec::new();
+            for i in 0..200 {
+                pending.push(writer.submit(add(id, &format!("s/{i}"))));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            futures::future::join_all(pending).await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        old_leader.stop().await;
+        let results = stream.await.unwrap();
+        assert!(
+            results.iter().all(|r| matches!(r, Ok(CommandResult::Done))),
+            "{results:?}"
+        );
+        for n in &nodes {
+            n.node.read_barrier().await.unwrap();
+            assert_eq!(n.node.with_state(|s| s.routes_of(id).count()), 200);
+            assert_ne!(n.node.status().leader, Some(leader));
+        }
+        for n in nodes {
+            n.node.shutdown().await.unwrap();
+        }
+    })
+    .await;
+}

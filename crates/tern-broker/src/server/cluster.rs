@@ -107,6 +107,7 @@ pub(crate) async fn start(
     data_dir: &Path,
     mqtt: SocketAddr,
     admin: Option<SocketAddr>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<Arc<ClusterLink>, BrokerError> {
     let info = NodeInfo {
         cluster_addr: settings.advertised_address(),
@@ -125,7 +126,7 @@ pub(crate) async fn start(
     config.join.clone_from(&settings.join);
     config.voters = settings.voters;
     let observer = Arc::new(Observer(Arc::downgrade(broker)));
-    let peers = forward::service(Arc::new(Peers(Arc::downgrade(broker))));
+    let peers = forward::service(Arc::new(Peers(Arc::downgrade(broker))), shutdown);
     let raft = RaftNode::start(config, observer, peers)
         .await
         .map_err(|error| BrokerError::Cluster(error.to_string()))?;

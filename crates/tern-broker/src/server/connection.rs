@@ -40,8 +40,8 @@ use super::acks::AckQueue;
 use super::auth::{check_password, log_denial};
 use super::throttle::Throttle;
 use super::transport::{ConnectionInfo, MqttStream};
-use crate::broker::registry::{Attachment, SessionCell, SessionKey};
 use crate::broker::cluster::RouteCommit;
+use crate::broker::registry::{Attachment, SessionCell, SessionKey};
 use crate::broker::{Broker, stopped, wall_clock};
 use crate::metrics::add;
 use crate::protocol::{
@@ -426,7 +426,10 @@ impl<S: MqttStream> Connection<S> {
                 if let Some(cell) = &self.cell {
                     // In a cluster, see every retained message already
                     // acknowledged on any node.
+                    // Without a quorum there is no barrier: serve what this
+                    // node has rather than wait for a timeout.
                     if let Some(link) = self.broker.cluster()
+                        && link.raft.is_ready()
                         && let Err(error) = link.raft.read_barrier().await
                     {
                         tracing::warn!(%error, "retained messages read without a cluster read barrier");

@@ -45,6 +45,9 @@ use crate::metrics::MetricsSnapshot;
 use transport::Listener;
 pub use transport::tls::TlsError;
 
+/// How long shutdown waits for the cluster member (Raft, its gRPC server).
+const CLUSTER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running broker. Stop it with [`Server::shutdown`]; dropping it
 /// without leaves its tasks running until the runtime ends.
 #[derive(Debug)]
@@ -114,7 +117,7 @@ impl Server {
                 .first()
                 .and_then(|(_, socket, _)| socket.local_addr().ok())
                 .unwrap_or(settings.cluster_listen);
-            cluster::start(&broker, &settings, &data_dir, mqtt, admin).await?;
+            cluster::start(&broker, &settings, &data_dir, mqtt, admin, signal.clone()).await?;
             let reconcile = cluster::reconcile(Arc::clone(&broker), signal.clone());
             tasks.push(("route reconciliation", tokio::spawn(reconcile)));
         }
@@ -237,10 +240,16 @@ impl Server {
                 });
             }
         }
-        if let Some(link) = self.broker.cluster.get().cloned()
-            && let Err(error) = link.raft.clone().shutdown().await
-        {
-            tracing::warn!(%error, "the cluster member did not stop cleanly");
+        if let Some(link) = self.broker.cluster.get().cloned() {
+            let stopped =
+                tokio::time::timeout(CLUSTER_STOP_TIMEOUT, link.raft.clone().shutdown()).await;
+            match stopped {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "the cluster member did not stop cleanly"),
+                Err(_) => tracing::warn!(
+                    "the cluster member did not stop within 10 s; stopping without it"
+                ),
+            }
         }
         self.broker.finish_writes().await;
         if let Err(error) = self.broker.store.flush().await {

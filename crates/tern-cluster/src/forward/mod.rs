@@ -130,9 +130,15 @@ pub enum HandoverError {
 }
 
 /// The gRPC service receiving peer traffic, to serve next to Raft's.
-pub fn service(handler: Arc<dyn PeerHandler>) -> tonic::service::Routes {
+/// When `shutdown` turns true, the forwarding streams end (the gRPC
+/// server's graceful shutdown waits for open streams, and these never end
+/// by themselves).
+pub fn service(
+    handler: Arc<dyn PeerHandler>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tonic::service::Routes {
     tonic::service::Routes::new(
-        PeerServer::new(PeerService { handler })
+        PeerServer::new(PeerService { handler, shutdown })
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX),
     )
@@ -140,6 +146,7 @@ pub fn service(handler: Arc<dyn PeerHandler>) -> tonic::service::Routes {
 
 struct PeerService {
     handler: Arc<dyn PeerHandler>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 type AckStream = futures::stream::BoxStream<'static, Result<proto::ForwardAck, Status>>;
@@ -154,7 +161,12 @@ impl Peer for PeerService {
     ) -> Result<Response<Self::ForwardStream>, Status> {
         let inbound = request.into_inner();
         let (acks, receiver) = mpsc::channel(1024);
-        tokio::spawn(receive(Arc::clone(&self.handler), inbound, acks));
+        tokio::spawn(receive(
+            Arc::clone(&self.handler),
+            inbound,
+            acks,
+            self.shutdown.clone(),
+        ));
         let stream = futures::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|ack| (Ok(ack), receiver))
         });
@@ -191,16 +203,24 @@ impl Peer for PeerService {
     }
 }
 
+/// Completes once `shutdown` turns true or its sender is gone.
+async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here.
+    let _stopped = shutdown.wait_for(|stop| *stop).await.is_ok();
+}
+
 /// Delivers what one peer's stream carries, in order, and acknowledges
 /// each message that asked for it once it is durable, in order.
 async fn receive(
     handler: Arc<dyn PeerHandler>,
     mut inbound: Streaming<proto::ForwardBatch>,
     acks: mpsc::Sender<proto::ForwardAck>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut waiting = FuturesOrdered::new();
     loop {
         tokio::select! {
+            () = stopping(&mut shutdown) => break,
             batch = inbound.next() => {
                 let batch = match batch {
                     Some(Ok(batch)) => batch,

@@ -56,19 +56,27 @@ impl PeerHandler for Recorder {
 }
 
 /// Serves `handler` on a free loopback port until `stop` fires.
-async fn serve(handler: Arc<Recorder>) -> (String, oneshot::Sender<()>) {
+/// The returned sender keeps the service's shutdown signal open.
+async fn serve(
+    handler: Arc<Recorder>,
+) -> (
+    String,
+    oneshot::Sender<()>,
+    tokio::sync::watch::Sender<bool>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel::<()>();
     let incoming = tokio_stream_from(listener);
+    let (keep, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_routes(service(handler))
+            .add_routes(service(handler, shutdown))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             }),
     );
-    (address, stop)
+    (address, stop, keep)
 }
 
 fn tokio_stream_from(
@@ -100,7 +108,7 @@ fn delivery(text: &str) -> Delivery {
 async fn messages_arrive_in_order_and_acknowledgements_follow_durability() {
     let handler = Arc::new(Recorder::default());
     handler.slow.store(true, Ordering::Relaxed);
-    let (address, _stop) = serve(Arc::clone(&handler)).await;
+    let (address, _stop, _keep) = serve(Arc::clone(&handler)).await;
     let forwarder = forwarder_to(&address);
     let mut acks = Vec::new();
     for index in 0..300 {
@@ -249,7 +257,7 @@ async fn outcome(receiver: oneshot::Receiver<Result<(), String>>) -> Result<(), 
 #[tokio::test]
 async fn a_cut_link_fails_what_waits_then_reconnects() {
     let handler = Arc::new(Recorder::default());
-    let (server, _stop) = serve(Arc::clone(&handler)).await;
+    let (server, _stop, _keep) = serve(Arc::clone(&handler)).await;
     let relay = Relay::start("127.0.0.1:0".parse().unwrap(), server.clone()).await;
     let forwarder = forwarder_to(&relay.address.to_string());
     assert_eq!(outcome(send_with_ack(&forwarder, "before")).await, Ok(()));
@@ -282,7 +290,7 @@ async fn a_cut_link_fails_what_waits_then_reconnects() {
 #[tokio::test]
 async fn handover_steps_reach_the_old_node() {
     let handler = Arc::new(Recorder::default());
-    let (address, _stop) = serve(handler).await;
+    let (address, _stop, _keep) = serve(handler).await;
     let forwarder = forwarder_to(&address);
     let started = forwarder
         .handover(2, "known", HandoverStep::Start)

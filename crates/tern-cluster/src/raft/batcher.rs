@@ -1,8 +1,10 @@
 //! Coalescing of [`crate::RaftNode::submit`] calls into few Raft entries.
 //!
 //! Every submit goes, in call order, into one bounded queue. One task takes
-//! whatever has accumulated (up to [`MAX_BATCH`] commands), proposes it as a
-//! single entry, hands each caller its own result, and repeats. While a batch is
+//! whatever has accumulated (up to [`MAX_BATCH`] commands or about
+//! [`MAX_BATCH_BYTES`], so that an entry with large retained messages stays
+//! small enough to replicate within openraft's AppendEntries deadline; a single
+//! larger command goes alone), proposes it as a single entry, hands each caller its own result, and repeats. While a batch is
 //! in flight the next one accumulates, so the batch size adapts to the load: one
 //! command when idle, hundreds in a burst.
 //!
@@ -23,7 +25,9 @@ use crate::raft::node::Inner;
 use crate::raft::{Command, CommandResult};
 
 /// The most commands one Raft entry carries.
-pub(crate) const MAX_BATCH: usize = 500;
+pub(crate) const MAX_BATCH: usize = 1_000;
+/// About the most bytes of commands one Raft entry carries.
+pub(crate) const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// The most commands waiting to be proposed.
 pub(crate) const QUEUE_CAPACITY: usize = 65_536;
 
@@ -75,22 +79,32 @@ pub(crate) async fn run(
     mut queue: mpsc::Receiver<Pending>,
     mut cancel: watch::Receiver<bool>,
 ) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     loop {
-        tokio::select! {
-            received = queue.recv_many(&mut batch, MAX_BATCH) => {
-                if received == 0 {
-                    return;
-                }
-            }
+        let first = tokio::select! {
+            pending = queue.recv() => match pending {
+                Some(pending) => pending,
+                None => return,
+            },
             _ = cancel.wait_for(|stop| *stop) => break,
+        };
+        let mut bytes = first.command.approximate_size();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            let Ok(pending) = queue.try_recv() else { break };
+            bytes += pending.command.approximate_size();
+            batch.push(pending);
         }
         let (commands, replies): (Vec<Command>, Vec<Reply>) = batch
-            .drain(..)
+            .into_iter()
             .map(|pending| (pending.command, pending.reply))
             .unzip();
         let count = commands.len();
-        match inner.ask_leader(LeaderRequest::Propose(commands)).await {
+        let outcome = tokio::select! {
+            outcome = inner.ask_leader(LeaderRequest::Propose(commands)) => outcome,
+            // The entry may still commit; its submitters are told the node stopped.
+            _ = cancel.wait_for(|stop| *stop) => Err(ClusterError::Shutdown),
+        };
+        match outcome {
             Ok(LeaderReply::Results(results)) if results.len() == count => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));

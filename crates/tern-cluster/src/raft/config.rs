@@ -51,7 +51,7 @@ pub struct ClusterConfig {
     pub voters: usize,
     /// Interval of leader heartbeats (default 100 ms). openraft 0.9 also uses it as
     /// the deadline of every AppendEntries call, so it must cover the transfer and
-    /// fsync of [`MAX_ENTRIES_PER_APPEND`] full entries.
+    /// fsync of the largest AppendEntries call (16 full entries).
     pub heartbeat_ms: u64,
     /// Minimum election timeout (default 500 ms).
     pub election_timeout_min_ms: u64,

@@ -23,6 +23,19 @@ use crate::raft::node::Inner;
 use crate::raft::transport::{CallError, Rpc};
 use crate::raft::{Command, CommandResult, NodeId, NodeInfo};
 
+/// How far behind the leader's log a learner may be and still be promoted.
+const PROMOTION_LAG: u64 = 1_000;
+
+/// Whether the leader's replication to `id` is within [`PROMOTION_LAG`] of its log.
+fn caught_up(metrics: &openraft::RaftMetrics<NodeId, NodeInfo>, id: NodeId) -> bool {
+    let last = metrics.last_log_index.unwrap_or(0);
+    let matched = metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&id).copied().flatten());
+    matched.is_some_and(|m| m.index + PROMOTION_LAG >= last)
+}
+
 /// A request for the leader.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum LeaderRequest {
@@ -137,40 +150,57 @@ impl Inner {
         let mut pause = Duration::from_millis(10);
         let mut last = String::from("no leader known");
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let mut left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ClusterError::Timeout {
                     what: format!("{} (last: {last})", request.what()),
                     secs: timeout.as_secs(),
                 });
             }
-            let (target, outcome): (String, Result<Reply, CallError>) = match self.leader() {
-                Some((leader, _)) if leader == self.id => {
-                    let outcome =
-                        match tokio::time::timeout(left, self.serve_as_leader(request.clone()))
-                            .await
-                        {
-                            Ok(reply) => Ok(reply),
-                            Err(_) => Err(CallError::Timeout(left)),
-                        };
-                    (format!("leader {leader} (this node)"), outcome)
-                }
-                Some((leader, Some(addr))) => {
-                    let outcome = self.peers.call(&addr, request.rpc(), &request, left).await;
-                    (format!("leader {leader} at {addr}"), outcome)
-                }
-                Some((leader, None)) => (
-                    format!("leader {leader}"),
-                    Err(CallError::Unreachable("no known address".into())),
-                ),
-                None => (
-                    "no leader known".into(),
-                    Err(CallError::Unreachable("an election may be running".into())),
-                ),
-            };
+            if matches!(
+                request,
+                LeaderRequest::Propose(_) | LeaderRequest::ReadIndex
+            ) {
+                // A leader that went silent (partitioned, not refusing connections)
+                // must not use up the whole deadline: try again with what we learn.
+                let attempt = Duration::from_millis(3 * self.config.election_timeout_max_ms);
+                left = left.min(attempt.max(Duration::from_secs(2)));
+            }
+            let (local, target, outcome): (bool, String, Result<Reply, CallError>) =
+                match self.leader() {
+                    Some((leader, _)) if leader == self.id => {
+                        let outcome =
+                            match tokio::time::timeout(left, self.serve_as_leader(request.clone()))
+                                .await
+                            {
+                                Ok(reply) => Ok(reply),
+                                Err(_) => Err(CallError::Timeout(left)),
+                            };
+                        (true, format!("leader {leader} (this node)"), outcome)
+                    }
+                    Some((leader, Some(addr))) => {
+                        let outcome = self.peers.call(&addr, request.rpc(), &request, left).await;
+                        (false, format!("leader {leader} at {addr}"), outcome)
+                    }
+                    Some((leader, None)) => (
+                        false,
+                        format!("leader {leader}"),
+                        Err(CallError::Unreachable("no known address".into())),
+                    ),
+                    None => (
+                        false,
+                        "no leader known".into(),
+                        Err(CallError::Unreachable("an election may be running".into())),
+                    ),
+                };
             match outcome {
                 Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(e)) if is_retryable(&e) => last = format!("{target}: {e:?}"),
+                // This node stops: nothing to retry. A remote leader that stops
+                // is replaced by an election: retry there.
+                Ok(Err(RemoteError::Shutdown)) if local => return Err(ClusterError::Shutdown),
+                Ok(Err(e)) if is_retryable(&e) || matches!(e, RemoteError::Shutdown) => {
+                    last = format!("{target}: {e:?}")
+                }
                 Ok(Err(e)) => return Err(e.into()),
                 Err(e) => last = format!("{target}: {e}"),
             }
@@ -207,20 +237,27 @@ impl Inner {
         }
     }
 
-    fn membership(&self) -> (BTreeSet<NodeId>, BTreeMap<NodeId, NodeInfo>) {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        let membership = metrics.membership_config.membership();
-        let voters = membership.voter_ids().collect();
-        let nodes = membership
-            .nodes()
-            .map(|(id, info)| (*id, info.clone()))
-            .collect();
-        (voters, nodes)
+    /// The effective membership, read from Raft's own state (the metrics may lag
+    /// just after a change).
+    async fn membership(
+        &self,
+    ) -> Result<(BTreeSet<NodeId>, BTreeMap<NodeId, NodeInfo>), RemoteError> {
+        self.raft
+            .with_raft_state(|state| {
+                let membership = state.membership_state.effective().membership();
+                let voters = membership.voter_ids().collect();
+                let nodes = membership
+                    .nodes()
+                    .map(|(id, info)| (*id, info.clone()))
+                    .collect();
+                (voters, nodes)
+            })
+            .await
+            .map_err(fatal)
     }
 
     async fn add_member(&self, id: NodeId, info: NodeInfo, rejoin: bool) -> Reply {
-        let (_, nodes) = self.membership();
+        let (_, nodes) = self.membership().await?;
         match nodes.get(&id) {
             Some(existing) if existing == &info => {}
             Some(existing) if existing.cluster_addr != info.cluster_addr && !rejoin => {
@@ -230,6 +267,9 @@ impl Inner {
                     requested: info.cluster_addr,
                 });
             }
+            // Same address, other details: only the node itself updates them (a
+            // re-join); an operator's add_node must not undo that.
+            Some(_) if !rejoin => {}
             Some(_) => {
                 let update = ChangeMembers::SetNodes(BTreeMap::from([(id, info)]));
                 self.raft
@@ -244,20 +284,41 @@ impl Inner {
                     .map_err(write_error)?;
             }
         }
-        self.promote_learners().await?;
+        self.promote_learners(Some(id)).await?;
         Ok(LeaderReply::Done)
     }
 
     /// Promotes learners (lowest id first) while there are fewer voters than configured.
-    async fn promote_learners(&self) -> Result<(), RemoteError> {
-        let (voters, nodes) = self.membership();
+    ///
+    /// Only learners that have caught up (within [`PROMOTION_LAG`] entries) are
+    /// promoted: making an unreachable node a voter could cost the quorum.
+    async fn promote_learners(&self, joining: Option<NodeId>) -> Result<(), RemoteError> {
+        let (voters, nodes) = self.membership().await?;
         let wanted = self.config.voters.saturating_sub(voters.len());
+        if let Some(id) = joining.filter(|id| wanted > 0 && !voters.contains(id)) {
+            // add_learner waited for it to catch up; the metrics may lag a little.
+            let wait = Duration::from_millis(2 * self.config.election_timeout_max_ms);
+            let _ = self
+                .raft
+                .wait(Some(wait))
+                .metrics(|m| caught_up(m, id), "learner caught up")
+                .await;
+        }
+        let metrics = self.raft.metrics().borrow().clone();
         let promote: BTreeSet<NodeId> = nodes
             .keys()
-            .filter(|id| !voters.contains(id))
+            .filter(|id| !voters.contains(id) && caught_up(&metrics, **id))
             .take(wanted)
             .copied()
             .collect();
+        if let Some(id) =
+            joining.filter(|id| wanted > 0 && !voters.contains(id) && !promote.contains(id))
+        {
+            // The joiner asks again; by then the node may have caught up.
+            return Err(RemoteError::Busy(format!(
+                "node {id} has not caught up with the log yet"
+            )));
+        }
         if promote.is_empty() {
             return Ok(());
         }
@@ -269,7 +330,7 @@ impl Inner {
     }
 
     async fn remove_member(&self, id: NodeId) -> Reply {
-        let (voters, nodes) = self.membership();
+        let (voters, nodes) = self.membership().await?;
         if !nodes.contains_key(&id) {
             return Err(RemoteError::UnknownNode(id));
         }
@@ -293,20 +354,31 @@ impl Inner {
         }
         // A leader that removed itself is no longer leader: nothing more to do here.
         if id != self.id {
-            self.promote_learners().await?;
+            self.promote_learners(None).await?;
         }
         Ok(LeaderReply::Done)
     }
 
-    /// openraft 0.9 has no leadership transfer: ask the target to start an
-    /// election. This leader grants the vote once its own leader lease (the
-    /// maximum election timeout since it was elected) has passed and the target's
-    /// log is as long as its own, and then steps down; retried until the deadline.
+    /// openraft 0.9 has no leadership transfer, so this leader makes the target
+    /// win an election:
+    ///
+    /// 1. it waits until the target's log matches its own (a voter only grants
+    ///    a vote to a candidate whose log is at least as long) and until its own
+    ///    leader lease has run out (the maximum election timeout since it was
+    ///    elected: before that it refuses every vote);
+    /// 2. with more than three voters, the leader and the target are not a
+    ///    majority, so the leader also stops its heartbeats until the transfer
+    ///    ends, letting the other voters' leases run out too;
+    /// 3. it asks the target to start an election now (`Elect`), grants the vote
+    ///    and steps down.
+    ///
+    /// Repeated until the target leads or the deadline passes. If another voter
+    /// wins instead, the request is retried on that leader (`Busy`).
     async fn transfer_leadership(&self, to: NodeId) -> Reply {
         if to == self.id {
             return Ok(LeaderReply::Done);
         }
-        let (voters, nodes) = self.membership();
+        let (voters, nodes) = self.membership().await?;
         if !voters.contains(&to) {
             return Err(RemoteError::Rejected(format!(
                 "node {to} is not a voter; only a voter can lead"
@@ -316,8 +388,35 @@ impl Inner {
             .get(&to)
             .map(|n| n.cluster_addr.clone())
             .unwrap_or_default();
-        let wait = Duration::from_millis(self.config.election_timeout_max_ms * 2);
+        let lease = Duration::from_millis(self.config.election_timeout_max_ms);
+        let wait = lease * 2;
         let deadline = Instant::now() + self.config.request_timeout;
+
+        let caught_up = |m: &openraft::RaftMetrics<NodeId, NodeInfo>| {
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&to).copied().flatten());
+            matched.map(|id| id.index) == m.last_log_index
+        };
+        let _ = self
+            .raft
+            .wait(Some(wait))
+            .metrics(caught_up, "transfer target caught up")
+            .await;
+        let elected_at = self
+            .raft
+            .with_raft_state(|s| s.vote_last_modified())
+            .await
+            .map_err(fatal)?;
+        if let Some(elected_at) = elected_at {
+            tokio::time::sleep_until(
+                (elected_at + lease + Duration::from_millis(10)).min(deadline),
+            )
+            .await;
+        }
+        let _heartbeats = (voters.len() > 3).then(|| PausedHeartbeats::new(self));
+
         while Instant::now() < deadline {
             let _: Result<Reply, CallError> = self
                 .peers
@@ -334,8 +433,8 @@ impl Inner {
             if let Ok(metrics) = moved {
                 return match metrics.current_leader {
                     Some(leader) if leader == to => Ok(LeaderReply::Done),
-                    other => Err(RemoteError::Rejected(format!(
-                        "leadership moved to node {} instead of node {to}; retry",
+                    other => Err(RemoteError::Busy(format!(
+                        "leadership moved to node {} instead of node {to}",
                         other.unwrap_or(0)
                     ))),
                 };
@@ -345,5 +444,23 @@ impl Inner {
             what: format!("moving leadership to node {to}"),
             secs: self.config.request_timeout.as_secs(),
         })
+    }
+}
+
+/// Heartbeats stopped for a transfer; restarted when dropped (whatever the outcome).
+struct PausedHeartbeats<'a> {
+    inner: &'a Inner,
+}
+
+impl<'a> PausedHeartbeats<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        inner.raft.runtime_config().heartbeat(false);
+        Self { inner }
+    }
+}
+
+impl Drop for PausedHeartbeats<'_> {
+    fn drop(&mut self) {
+        self.inner.raft.runtime_config().heartbeat(true);
     }
 }

@@ -6,6 +6,7 @@
 //! - `transport` and `service`: the gRPC client and server of proto/raft.proto.
 //! - `leader`: requests only the leader serves, and forwarding to it.
 //! - `batcher`: coalescing of submits into few entries.
+//! - `joiner`: joining through seeds, and readiness.
 //! - `node`: [`RaftNode`], which starts and owns all of the above.
 
 use std::io::Cursor;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 mod batcher;
 pub(crate) mod codec;
 mod config;
+mod joiner;
 mod leader;
 mod node;
 mod service;

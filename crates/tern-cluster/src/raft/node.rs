@@ -18,14 +18,14 @@ use tokio::time::Instant;
 
 use crate::error::ClusterError;
 use crate::raft::batcher::{self, Submitter};
-use crate::raft::leader::{LeaderReply, LeaderRequest, Reply};
+use crate::raft::leader::{LeaderReply, LeaderRequest};
 use crate::raft::state_machine::{SharedState, StateMachine, read_state};
 use crate::raft::status::{ClusterStatus, MemberStatus, NodeStatus};
 use crate::raft::transport::{NetworkFactory, Peers, Rpc};
 use crate::raft::{
     ClusterConfig, ClusterState, Command, CommandResult, NodeId, NodeInfo, Raft, StateObserver,
 };
-use crate::raft::{service, store};
+use crate::raft::{joiner, service, store};
 
 /// What the node's tasks share.
 pub(crate) struct Inner {
@@ -34,9 +34,9 @@ pub(crate) struct Inner {
     pub(crate) raft: Raft,
     pub(crate) peers: Peers,
     state: SharedState,
-    ready: AtomicBool,
+    pub(crate) ready: AtomicBool,
     /// Set by the joiner once this node is a member with its current addresses.
-    joined: AtomicBool,
+    pub(crate) joined: AtomicBool,
     problem: Mutex<Option<String>>,
 }
 
@@ -52,11 +52,21 @@ impl Inner {
         NodeStatus::from_metrics(&metrics, self.ready.load(Ordering::Relaxed), problem)
     }
 
-    fn set_problem(&self, problem: Option<String>) {
+    pub(crate) fn set_problem(&self, problem: Option<String>) {
         *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
     }
 
-    fn member_info(&self) -> Option<NodeInfo> {
+    pub(crate) fn is_voter(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == self.id)
+    }
+
+    pub(crate) fn member_info(&self) -> Option<NodeInfo> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         metrics
@@ -71,6 +81,8 @@ struct Tasks {
     cancel: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     helpers: Vec<JoinHandle<()>>,
+    /// Alive while openraft's tasks still hold the storage.
+    storage_open: std::sync::Weak<()>,
 }
 
 /// A running member of the cluster. Cheap to clone; all clones share the node.
@@ -119,6 +131,7 @@ impl RaftNode {
             config.info.cluster_addr = local_addr.to_string();
         }
         let (log_store, snapshots) = store::open(&config.data_dir)?;
+        let storage_open = log_store.closed_signal();
         let storage_error = |e: openraft::StorageError<NodeId>| ClusterError::Storage {
             path: config.data_dir.clone(),
             reason: e.to_string(),
@@ -139,6 +152,12 @@ impl RaftNode {
         )
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        if config.bootstrap
+            && let Err(e) = bootstrap(&raft, config.node_id, &config.info).await
+        {
+            let _ = raft.shutdown().await;
+            return Err(e);
+        }
 
         let inner = Arc::new(Inner {
             id: config.node_id,
@@ -158,34 +177,25 @@ impl RaftNode {
             cancel_rx.clone(),
         ));
 
-        if inner.config.bootstrap
-            && !inner
-                .raft
-                .is_initialized()
-                .await
-                .map_err(|e| ClusterError::Raft(e.to_string()))?
-        {
-            let members = BTreeMap::from([(inner.id, inner.config.info.clone())]);
-            match inner.raft.initialize(members).await {
-                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => {
-                    return Err(ClusterError::Raft(format!(
-                        "cannot bootstrap the cluster: {e}"
-                    )));
-                }
-            }
-        }
-
+        tracing::info!(
+            node = inner.id,
+            addr = %local_addr,
+            data_dir = %inner.config.data_dir.display(),
+            bootstrap = inner.config.bootstrap,
+            seeds = ?inner.config.join,
+            "cluster node started"
+        );
         let (submitter, queue) = batcher::channel();
         let helpers = vec![
             tokio::spawn(batcher::run(inner.clone(), queue, cancel_rx.clone())),
-            tokio::spawn(join(inner.clone(), cancel_rx.clone())),
-            tokio::spawn(monitor_readiness(inner.clone(), cancel_rx)),
+            tokio::spawn(joiner::join(inner.clone(), cancel_rx.clone())),
+            tokio::spawn(joiner::monitor_readiness(inner.clone(), cancel_rx)),
         ];
         let tasks = Tasks {
             cancel,
             server,
             helpers,
+            storage_open,
         };
         Ok(Self {
             inner,
@@ -399,12 +409,25 @@ impl RaftNode {
         let Some(tasks) = self.tasks.lock().await.take() else {
             return Ok(());
         };
+        tracing::info!(node = self.inner.id, "cluster node stopping");
         let _ = tasks.cancel.send(true);
         for helper in tasks.helpers {
             let _ = helper.await;
         }
         let raft_result = self.inner.raft.shutdown().await;
         let server_result = tasks.server.await;
+        // openraft's state machine task ends shortly after its core: wait until the
+        // storage is closed, so the data directory can be opened again.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tasks.storage_open.strong_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if tasks.storage_open.strong_count() > 0 {
+            tracing::warn!(
+                node = self.inner.id,
+                "Raft storage still open 5 s after shutdown"
+            );
+        }
         raft_result.map_err(|e| ClusterError::Raft(format!("Raft did not stop cleanly: {e}")))?;
         match server_result {
             Ok(Ok(())) => Ok(()),
@@ -416,118 +439,19 @@ impl RaftNode {
     }
 }
 
-/// Makes this node a member: nothing to do if it already is (with the same
-/// addresses); otherwise asks the seeds, every address each resolves to, with
-/// backoff, until one answers yes or the node is cancelled. Never gives up: a node
-/// that cannot join stays up, not ready, with the reason in its status.
-async fn join(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
-    let mut pause = Duration::from_millis(100);
-    loop {
-        let member = inner.member_info();
-        if member.as_ref() == Some(&inner.config.info) {
-            inner.set_problem(None);
-            inner.joined.store(true, Ordering::Relaxed);
-            return;
-        }
-        if inner.config.join.is_empty() {
-            if member.is_none() && !inner.config.bootstrap {
-                inner.set_problem(Some(
-                    "not a member yet: waiting to be added (no join seeds configured)".into(),
-                ));
-            }
-        } else {
-            let request = LeaderRequest::Join {
-                id: inner.id,
-                info: inner.config.info.clone(),
-                rejoin: member.is_some(),
-            };
-            match ask_seeds(&inner, &request).await {
-                Ok(()) => {
-                    inner.set_problem(None);
-                    inner.joined.store(true, Ordering::Relaxed);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(node = inner.id, error = %e, "cannot join the cluster yet; retrying");
-                    inner.set_problem(Some(e.to_string()));
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = cancel.wait_for(|stop| *stop) => return,
-        }
-        // Without seeds this only watches for being added: check often.
-        let cap = if inner.config.join.is_empty() {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_secs(5)
-        };
-        pause = (pause * 2).min(cap);
+/// Initializes a new single-node cluster, unless this node has Raft state already.
+async fn bootstrap(raft: &Raft, id: NodeId, info: &NodeInfo) -> Result<(), ClusterError> {
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+    if initialized {
+        return Ok(());
     }
-}
-
-async fn ask_seeds(inner: &Inner, request: &LeaderRequest) -> Result<(), ClusterError> {
-    let timeout = inner.config.request_timeout;
-    let mut last = String::from("no address");
-    for seed in &inner.config.join {
-        let addrs = match tokio::net::lookup_host(seed.as_str()).await {
-            Ok(addrs) => addrs,
-            Err(e) => {
-                last = format!("{seed}: {e}");
-                continue;
-            }
-        };
-        for addr in addrs {
-            match inner
-                .peers
-                .call::<_, Reply>(&addr.to_string(), Rpc::Join, request, timeout)
-                .await
-            {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) => {
-                    let e = ClusterError::from(e);
-                    if !e.is_retryable() {
-                        return Err(e);
-                    }
-                    last = format!("{seed} ({addr}): {e}");
-                }
-                Err(e) => last = format!("{seed} ({addr}): {e}"),
-            }
-        }
+    match raft.initialize(BTreeMap::from([(id, info.clone())])).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(ClusterError::Raft(format!(
+            "cannot bootstrap the cluster: {e}"
+        ))),
     }
-    Err(ClusterError::SeedUnreachable {
-        seeds: inner.config.join.join(", "),
-        reason: last,
-    })
-}
-
-/// Keeps [`RaftNode::is_ready`] current: a member that knows a leader and has
-/// applied up to its commit index.
-async fn monitor_readiness(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
-    let mut metrics = inner.raft.metrics();
-    loop {
-        let committed = inner
-            .raft
-            .with_raft_state(|s| s.committed.map_or(0, |id| id.index))
-            .await;
-        let ready = {
-            let m = metrics.borrow_and_update();
-            let member = m
-                .membership_config
-                .membership()
-                .get_node(&inner.id)
-                .is_some();
-            let applied = m.last_applied.map_or(0, |id| id.index);
-            let ready = committed.is_ok_and(|committed| applied >= committed);
-            member && inner.joined.load(Ordering::Relaxed) && m.current_leader.is_some() && ready
-        };
-        inner.ready.store(ready, Ordering::Relaxed);
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { break },
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = cancel.wait_for(|stop| *stop) => break,
-        }
-    }
-    inner.ready.store(false, Ordering::Relaxed);
 }

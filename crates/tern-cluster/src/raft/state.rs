@@ -64,6 +64,22 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// About how many bytes the command takes in a Raft entry.
+    pub(crate) fn approximate_size(&self) -> usize {
+        let strings = |filters: &[String]| filters.iter().map(|f| f.len() + 2).sum::<usize>();
+        16 + match self {
+            Self::SetRoutes { filters, .. }
+            | Self::AddRoutes { filters, .. }
+            | Self::RemoveRoutes { filters, .. } => strings(filters),
+            Self::SetRetained { topic, message } => topic.len() + message.len(),
+            Self::ClaimClient { client_id, .. } | Self::ReleaseClient { client_id, .. } => {
+                client_id.len()
+            }
+        }
+    }
+}
+
 /// The result of one [`Command`]; a proposal returns one per command, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResult {

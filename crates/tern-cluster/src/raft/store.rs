@@ -37,6 +37,10 @@ const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 const CURRENT: &[u8] = b"current";
 
+/// Held by every handle on the open database; when none is left, sled has been
+/// closed and the directory can be opened again (a restart in the same process).
+pub(crate) type OpenGuard = std::sync::Arc<()>;
+
 /// Opens (or creates) the Raft storage in `dir`.
 pub(crate) fn open(dir: &Path) -> Result<(LogStore, SnapshotStore), ClusterError> {
     std::fs::create_dir_all(dir).map_err(|e| storage_error(dir, &e))?;
@@ -45,15 +49,18 @@ pub(crate) fn open(dir: &Path) -> Result<(LogStore, SnapshotStore), ClusterError
         other => storage_error(dir, &other),
     })?;
     let tree = |name: &str| db.open_tree(name).map_err(|e| storage_error(dir, &e));
+    let guard = OpenGuard::default();
     let log = LogStore {
         db: db.clone(),
         log: tree("log")?,
         meta: tree("meta")?,
         path: dir.to_path_buf(),
+        _guard: guard.clone(),
     };
     let snapshots = SnapshotStore {
-        db: db.clone(),
         tree: tree("snapshot")?,
+        db,
+        _guard: guard,
     };
     Ok((log, snapshots))
 }
@@ -88,6 +95,7 @@ pub(crate) struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
     path: PathBuf,
+    _guard: OpenGuard,
 }
 
 impl Debug for LogStore {
@@ -99,6 +107,11 @@ impl Debug for LogStore {
 }
 
 impl LogStore {
+    /// Tells when every handle on this database is gone.
+    pub(crate) fn closed_signal(&self) -> std::sync::Weak<()> {
+        std::sync::Arc::downgrade(&self._guard)
+    }
+
     fn get_meta<T: DeserializeOwned>(
         &self,
         key: &[u8],
@@ -279,6 +292,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 pub(crate) struct SnapshotStore {
     db: sled::Db,
     tree: sled::Tree,
+    _guard: OpenGuard,
 }
 
 impl SnapshotStore {

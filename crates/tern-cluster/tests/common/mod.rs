@@ -123,13 +123,13 @@ pub async fn cluster_with(
         let mut c = config(id, data);
         c.join = vec![seed.clone()];
         tweak(&mut c);
-        nodes.push(start(c).await);
-    }
-    for n in &nodes {
-        n.node
+        let node = start(c).await;
+        // One at a time, so the first `voters` nodes are the voters.
+        node.node
             .wait_ready(Duration::from_secs(15))
             .await
             .expect("node ready");
+        nodes.push(node);
     }
     nodes
 }
