@@ -3,18 +3,19 @@
 For a bounded time (E2E_SOAK_SECONDS, 20 s by default) several attackers at a
 time open connections that send random bytes, random, truncated and
 bit-flipped copies of valid MQTT 3.1.1 and 5.0 packets, remaining lengths
-announcing 256 MB, slow-loris headers, half packets before vanishing and
-SUBSCRIBE floods, while two subscribers to '#' never read their sockets (see
-harness/attacks.py). Meanwhile 4 paho publishers send numbered QoS 1 messages
-(E2E_SOAK_RATE a second each, 50 by default) to 2 paho subscribers.
+announcing 256 MB, slow-loris headers, half packets before vanishing,
+SUBSCRIBE floods and takeovers among shared client ids, while two subscribers
+to '#' never read their sockets (see harness/attacks.py). Meanwhile 4 paho
+publishers send numbered QoS 1 messages (E2E_SOAK_RATE a second each, 50 by
+default) to 2 paho subscribers.
 
 At the end: the broker process is alive and accepts a fresh CONNECT, its log
-has no panic (and, for Tern, no ERROR line), its resident memory never grew by more than E2E_SOAK_RSS_MB
-(200 by default), its file descriptors are back near where they started,
-every publish was acknowledged and every subscriber received every message
-(duplicates are counted, not failed). The counts are printed (`pytest -s`)
-and attached to any failure. E2E_SOAK_SEED replays the attackers' choices
-(not their timing).
+has no panic (and, for Tern, no ERROR line), its resident memory never grew
+by more than E2E_SOAK_RSS_MB (200 by default), its file descriptors are back
+near where they started, every publish was acknowledged and every subscriber
+received every message (duplicates are counted, not failed). The counts are
+printed (`pytest -s`) and attached to any failure. E2E_SOAK_SEED replays the
+attackers' choices (not their timing).
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def test_abusive_clients_neither_harm_the_broker_nor_cost_good_clients_a_message
                       "duplicates", "foreign", "state"], good_rows),
         "",
         format_table(["broker", "start", "peak", "end"], [
-            ["RSS MB", f"{rss_start / 1024:.1f}", f"{rss_peak / 1024:.1f}", f"{rss_end / 1024:.1f}"],
+            ["RSS MB", *(f"{kb / 1024:.1f}" for kb in (rss_start, rss_peak, rss_end))],
             ["open fds", fds_start, fds_peak, fds_end]]),
     ])
     print("\n" + summary)

@@ -4,7 +4,8 @@ Each attack is one TCP connection, bounded in time, that sends what no
 well-behaved client sends: random bytes, random, truncated and bit-flipped
 copies of valid MQTT 3.1.1 and 5.0 packets, remaining lengths announcing
 256 MB, fixed headers one byte a second, half packets before vanishing,
-SUBSCRIBE packets with hundreds of filters, or a subscription to '#' whose
+SUBSCRIBE packets with hundreds of filters, takeovers among a few shared
+client ids, or a subscription to '#' whose
 socket is never read. It records in a thread-safe `Tally` what it sent and
 how the connection ended.
 """
@@ -180,11 +181,27 @@ def valid_connect(rng: random.Random, version: int, client_id: str) -> bytes:
                         will=will, props=props)
 
 
+def v5_extras(rng: random.Random, topic: str) -> list[bytes]:
+    """MQTT 5 packets with the state-bearing properties: topic aliases,
+    subscription identifiers, AUTH."""
+    alias = {wire.TOPIC_ALIAS: rng.randint(1, 3)}
+    identifier = wire.properties({0x0B: rng.randint(1, 2 ** 28 - 1)})
+    subscribe = (struct.pack("!H", rng.randint(1, 65535)) + identifier
+                 + wire.utf8(f"{JUNK_TOPIC}/#") + bytes([rng.randrange(64)]))
+    return [
+        wire.publish(topic, b"aliased", version=5, props=alias),
+        wire.publish("", b"by alias", version=5, props=alias),
+        wire.packet(wire.SUBSCRIBE, 0x02, subscribe),
+        wire.packet(15, 0, b"\x18" + wire.properties({0x15: "SCRAM-SHA-1", 0x16: b"x"})),
+    ]
+
+
 def valid_packets(rng: random.Random, version: int, client_id: str) -> list[bytes]:
     """One of each packet a client sends after CONNECT, and a CONNECT."""
     topic = f"{JUNK_TOPIC}/{rng.randint(0, 9)}"
     props = {0x02: 30, 0x26: [("k", "v")]} if version == 5 else None
     return [
+        *(v5_extras(rng, topic) if version == 5 else []),
         wire.publish(topic, rng.randbytes(rng.randint(0, 64)), version=version,
                      qos=rng.randint(0, 2), retain=rng.random() < 0.1,
                      packet_id=rng.randint(1, 65535), props=props),
@@ -193,7 +210,9 @@ def valid_packets(rng: random.Random, version: int, client_id: str) -> list[byte
         unsubscribe(rng.randint(1, 65535), [f"{JUNK_TOPIC}/+"], version=version),
         wire.pingreq(),
         wire.puback(rng.randint(1, 65535)),
+        wire.packet(wire.PUBREC, 0, struct.pack("!H", rng.randint(1, 65535))),
         wire.packet(wire.PUBREL, 0x02, struct.pack("!H", rng.randint(1, 65535))),
+        wire.packet(wire.PUBCOMP, 0, struct.pack("!H", rng.randint(1, 65535))),
         valid_connect(rng, version, client_id),
     ]
 
@@ -294,6 +313,28 @@ def subscribe_flood(a: Attack, rng: random.Random, version: int) -> None:
     a.until_closed(2.0)
 
 
+def takeover(a: Attack, rng: random.Random, version: int) -> None:
+    """Connects as one of three shared client ids, often resuming the
+    session (kept at most 10 s), subscribes, publishes at QoS 1 and 2 and
+    leaves abruptly, unless the next twin takes the session over first."""
+    client_id = f"atk-twin-{rng.randrange(3)}"
+    props = {wire.SESSION_EXPIRY_INTERVAL: rng.choice([0, 10])} if version == 5 else None
+    will = wire.Will(f"{JUNK_TOPIC}/twin", b"gone", qos=1) if rng.random() < 0.5 else None
+    if not a.send(wire.connect(client_id, version=version, clean=rng.random() < 0.3,
+                               props=props, will=will)):
+        return
+    a.await_connack()
+    burst = wire.subscribe(1, [(f"{JUNK_TOPIC}/#", rng.randint(0, 2))], version=version)
+    for packet_id in range(1, rng.randint(2, 20)):
+        burst += wire.publish(f"{JUNK_TOPIC}/twin", rng.randbytes(32), version=version,
+                              qos=rng.randint(1, 2), packet_id=packet_id)
+    a.send(burst)
+    leave_at = time.monotonic() + rng.uniform(0, 1.0)
+    while a.alive and (left := leave_at - time.monotonic()) > 0:
+        a.receive(left)
+    a.hang_up(reset=rng.random() < 0.5)
+
+
 def slow_loris(a: Attack, rng: random.Random, version: int, stop: threading.Event,
                seconds: float) -> None:
     """A CONNECT one byte a second, half a CONNECT then silence, or half a
@@ -336,6 +377,7 @@ BURSTS = {  # kind: (function, weight)
     "256 MB length": (huge_length, 2),
     "vanish mid-packet": (vanish, 2),
     "subscribe flood": (subscribe_flood, 1),
+    "takeover storm": (takeover, 2),
 }
 
 
