@@ -84,6 +84,7 @@ class Attack:
     def __init__(self, host: str, port: int, kind: str, *, timeout: float = 3.0,
                  rcvbuf: int | None = None):
         self.kind = kind
+        self.address = (host, port)
         self.sent = 0
         self.ending: str | None = None
         self.started = time.monotonic()
@@ -354,16 +355,29 @@ def slow_loris(a: Attack, rng: random.Random, version: int, stop: threading.Even
 
 
 def never_reads(a: Attack, rng: random.Random, version: int, stop: threading.Event,
-                seconds: float) -> None:
-    """Subscribes to '#' (QoS 0 or 1) and never reads again, with a tiny
-    receive buffer, until `seconds` pass; then drains briefly to tell
-    whether the broker closed the connection meanwhile."""
-    qos = rng.randint(0, 1)
-    if not a.send(valid_connect(rng, version, f"atk-deaf-{rng.getrandbits(32):x}")):
+                seconds: float, qos: int) -> None:
+    """Subscribes to '#' with a tiny receive buffer and never reads again,
+    while a feeder connection of its own publishes 32 KB messages 20 times
+    a second; after `seconds`, drains briefly to tell whether the broker
+    closed it. At QoS 0 the broker's writes back up until the socket
+    buffers are full; at QoS 1 its unacknowledged window fills first and
+    the rest waits in the broker's queue."""
+    client_id = f"atk-deaf-{rng.getrandbits(32):x}"
+    if not a.send(wire.connect(client_id, version=version, keepalive=0)):
         return
     a.await_connack()
     a.send(wire.subscribe(1, [("#", qos)], version=version))
-    stop.wait(seconds)
+    feeder = Attack(*a.address, "feeder")
+    feeder.send(wire.connect(f"{client_id}-feeder", version=version, keepalive=0))
+    feeder.await_connack()
+    packet = wire.publish(f"soak/deaf/{client_id}", rng.randbytes(32 * 1024), version=version)
+    feed_until = time.monotonic() + seconds
+    while time.monotonic() < feed_until and feeder.send(packet):
+        if stop.wait(0.05):
+            break
+    feeder.close()
+    a.sent += feeder.sent
+    stop.wait(feed_until - time.monotonic())
     drain_until = time.monotonic() + 1.0
     while a.alive and time.monotonic() < drain_until:
         a.receive(0.2)
@@ -383,15 +397,15 @@ BURSTS = {  # kind: (function, weight)
 
 def run(kind: str, host: str, port: int, rng: random.Random, tally: Tally, **kwargs) -> None:
     """Runs one attack of `kind` (a BURSTS kind, "slow loris" or "never
-    reads") and records it."""
+    reads…") and records it."""
     version = rng.choice([4, 5])  # MQTT 3.1.1 or 5.0
-    rcvbuf = 4096 if kind == "never reads" else None
+    rcvbuf = 4096 if kind.startswith("never reads") else None
     attack = Attack(host, port, kind, rcvbuf=rcvbuf)
     try:
         if attack.alive:
             if kind == "slow loris":
                 slow_loris(attack, rng, version, **kwargs)
-            elif kind == "never reads":
+            elif kind.startswith("never reads"):
                 never_reads(attack, rng, version, **kwargs)
             else:
                 BURSTS[kind][0](attack, rng, version)
