@@ -176,14 +176,19 @@ def probe(broker) -> str | None:
         client.close()
 
 
-@pytest.mark.time_limit(SOAK_SECONDS + 45)
-def test_abusive_clients_neither_harm_the_broker_nor_cost_good_clients_a_message(broker, mqtt):
+# About SOAK_SECONDS + 3 s when all is well; the bounded waits that follow
+# the soak (joins, acknowledgements, deliveries, descriptors, probe) can add
+# a minute at most when something is wrong.
+@pytest.mark.time_limit(SOAK_SECONDS + 65)
+def test_abusive_clients_neither_harm_the_broker_nor_cost_good_clients_a_message(
+        broker, mqtt, request):
     subscribers = [mqtt(f"soak-sub-{i}", V311 if i % 2 else V5) for i in range(SUBSCRIBERS)]
     for subscriber in subscribers:
         assert subscriber.subscribe(f"{TOPIC}/#", 1) in (1, 2)
     publishers = [Publisher(mqtt(f"soak-pub-{i}", V5 if i % 2 else V311), i)
                   for i in range(PUBLISHERS)]
     watch = ProcessWatch(broker.process.pid).start()
+    request.addfinalizer(watch.stop)  # also when a time limit interrupts the test
     rss_start, fds_start = watch.rss_kb[0], watch.fds[0]
 
     tally = attacks.Tally()
@@ -274,7 +279,8 @@ def test_abusive_clients_neither_harm_the_broker_nor_cost_good_clients_a_message
     if errors:
         failures.append(f"the broker logged {len(errors)} errors, e.g.: {errors[:3]}")
     # Tern closes a socket that has not sent CONNECT after connect_timeout
-    # (10 s by default), however slowly it trickles (Mosquitto never does).
+    # (10 s by default), however slowly it trickles (Mosquitto kept them
+    # open for the whole soak).
     loris_life = tally.held_open["slow loris"]
     if broker.kind == "tern" and loris_life > CONNECT_TIMEOUT + 3:
         failures.append(f"a slow-loris connection stayed open {loris_life:.0f} s "
