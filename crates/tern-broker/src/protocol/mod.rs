@@ -466,7 +466,13 @@ impl Protocol {
         match input {
             Input::Packet(packet) => self.on_packet(packet, session, now, out),
             Input::DecodeError(error) => {
-                let reason = error.reason_code();
+                // A CONNECT with a bad protocol name or level is a second
+                // CONNECT here [MQTT-3.1.0-2]: 0x84 only answers the first,
+                // in CONNACK; DISCONNECT cannot carry it.
+                let reason = match error.reason_code() {
+                    ReasonCode::UnsupportedProtocolVersion => ReasonCode::ProtocolError,
+                    reason => reason,
+                };
                 self.fail(reason, &error.to_string(), session, now, out);
             }
             Input::Tick => {

@@ -121,6 +121,23 @@ fn a_second_connect_is_a_protocol_error() {
 }
 
 #[test]
+fn a_second_connect_of_an_unknown_protocol_is_a_protocol_error_too() {
+    for error in [
+        DecodeError::InvalidProtocolName,
+        DecodeError::UnsupportedProtocolLevel(7),
+    ] {
+        let mut harness = Harness::connected(ProtocolVersion::V5);
+        let actions = harness.input(Input::DecodeError(error));
+        assert_eq!(disconnect_reason(&actions), Some(ReasonCode::ProtocolError));
+        let mut bytes = BytesMut::new();
+        sent(&actions)[0]
+            .encode(ProtocolVersion::V5, &mut bytes)
+            .expect("the DISCONNECT can be sent");
+        assert!(closes(&actions));
+    }
+}
+
+#[test]
 fn unsupported_protocol_levels_get_the_matching_connack() {
     for (level, version, wire) in [
         (6, ProtocolVersion::V5, &[0x20, 0x03, 0x00, 0x84, 0x00][..]),
