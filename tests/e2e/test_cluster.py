@@ -146,6 +146,9 @@ def test_a_persistent_session_moves_to_another_node_with_its_queued_messages(clu
     mover.subscribe("mv/#", 1)
     mover.disconnect()
     cluster.wait_converged()
+    # Every node's replica of the registry knows the persistent session.
+    for node in (1, 2, 3):
+        assert cluster[node].http("GET", "/cluster/sessions")[1]["sessions"]["mover"] == 1
     publisher = clients(2, "mover-pub")
     for index in range(5):
         publisher.publish("mv/x", f"queued-{index}", 1)
@@ -159,6 +162,8 @@ def test_a_persistent_session_moves_to_another_node_with_its_queued_messages(clu
     publisher.publish("mv/y", "after-move", 1)
     assert back.get().payload == b"after-move"
     back.assert_no_message(0.3)
+    cluster.wait_converged()
+    assert cluster[2].http("GET", "/cluster/sessions")[1]["sessions"]["mover"] == 3
 
 
 def test_a_connected_client_is_taken_over_by_a_connection_to_another_node(cluster, clients):

@@ -766,6 +766,36 @@ impl Broker {
         }
     }
 
+    /// Records in the cluster what a store write changes of persistent
+    /// sessions' records (subscriptions, expiry, will), so that another
+    /// node can adopt them. Called with the session locked, in store order.
+    pub(crate) fn replicate_session_records(&self, link: &ClusterLink, ops: &[Op]) {
+        for op in ops {
+            let (client_id, record) = match op {
+                Op::PutSession(record) => match transfer::encode_record(record) {
+                    Ok(bytes) => (record.client_id.to_string(), Bytes::from(bytes)),
+                    Err(error) => {
+                        tracing::error!(%error, "a session record could not be encoded for the cluster");
+                        continue;
+                    }
+                },
+                Op::RemoveSession(client_id) => (client_id.to_string(), Bytes::new()),
+                _ => continue,
+            };
+            let commit = link.submit_logged(
+                Command::SetSession {
+                    client_id,
+                    node: link.me,
+                    record,
+                },
+                "session record",
+            );
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(commit);
+            }
+        }
+    }
+
     /// Tells the cluster this node no longer serves `client_id` (its
     /// session ended with its connection).
     pub(crate) fn release_client(&self, client_id: &ByteString) {

@@ -50,6 +50,9 @@ impl Broker {
     /// Submits a session's changes, if any, to the store. Call it with the
     /// session locked, so that writes reach the store in order.
     pub(crate) fn submit(&self, ops: Vec<Op>) -> Option<Pending<()>> {
+        if let Some(link) = self.cluster() {
+            self.replicate_session_records(link, &ops);
+        }
         (!ops.is_empty()).then(|| self.store.write(ops))
     }
 

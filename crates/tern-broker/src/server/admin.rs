@@ -6,6 +6,7 @@
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 when the node can serve clients (in a cluster: a leader is known and this node has applied what it committed), 503 otherwise |
 //! | `GET /cluster/status` | the leader, term, members and each member's applied index |
+//! | `GET /cluster/sessions` | the persistent sessions the cluster knows, by client id: the node that hosts each (this node's replica of the registry) |
 //! | `POST /cluster/join` `{"node_id", "cluster_addr", "mqtt_addr", "admin_addr"}` | adds a node (learner, then voter while voters are short) |
 //! | `POST /cluster/leave` `{"node_id"}` | removes a node |
 //! | `POST /cluster/transfer-leader` `{"node_id"}` | moves leadership to a voter |
@@ -59,6 +60,23 @@ async fn status(State(broker): State<Shared>) -> Response {
     match broker.cluster() {
         None => not_clustered(),
         Some(link) => Json(link.raft.cluster_status().await).into_response(),
+    }
+}
+
+async fn sessions(State(broker): State<Shared>) -> Response {
+    match broker.cluster() {
+        None => not_clustered(),
+        Some(link) => {
+            let sessions: std::collections::BTreeMap<String, NodeId> =
+                link.raft.with_state(|state| {
+                    state
+                        .sessions()
+                        .iter()
+                        .map(|(client_id, (node, _))| (client_id.clone(), *node))
+                        .collect()
+                });
+            Json(serde_json::json!({ "sessions": sessions })).into_response()
+        }
     }
 }
 
@@ -125,6 +143,7 @@ pub(crate) async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/cluster/status", get(status))
+        .route("/cluster/sessions", get(sessions))
         .route("/cluster/join", post(join))
         .route("/cluster/leave", post(leave))
         .route("/cluster/transfer-leader", post(transfer_leader))

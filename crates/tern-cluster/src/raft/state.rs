@@ -62,6 +62,19 @@ pub enum Command {
         /// The node releasing it.
         node: NodeId,
     },
+    /// Record a persistent session as its node stores it (subscriptions,
+    /// expiry, will: the session record in the broker's encoding), so that
+    /// another node can adopt it if that node dies. An empty record removes
+    /// the entry, but only if `node` still holds it (a stale removal after a
+    /// handover is ignored).
+    SetSession {
+        /// The MQTT client identifier.
+        client_id: String,
+        /// The node that hosts the session.
+        node: NodeId,
+        /// The encoded session record, or empty to remove.
+        record: Bytes,
+    },
 }
 
 impl Command {
@@ -76,6 +89,9 @@ impl Command {
             Self::ClaimClient { client_id, .. } | Self::ReleaseClient { client_id, .. } => {
                 client_id.len()
             }
+            Self::SetSession {
+                client_id, record, ..
+            } => client_id.len() + record.len(),
         }
     }
 }
@@ -164,6 +180,8 @@ pub struct ClusterState {
     routes: BTreeMap<NodeId, BTreeSet<String>>,
     retained: BTreeMap<String, Bytes>,
     owners: BTreeMap<String, NodeId>,
+    /// Persistent sessions: client id -> (hosting node, encoded record).
+    sessions: BTreeMap<String, (NodeId, Bytes)>,
     pub(crate) last_applied: Option<LogId<NodeId>>,
     pub(crate) membership: StoredMembership<NodeId, NodeInfo>,
 }
@@ -191,6 +209,12 @@ impl ClusterState {
     /// The node that hosts each client's session.
     pub fn owners(&self) -> &BTreeMap<String, NodeId> {
         &self.owners
+    }
+
+    /// The persistent sessions, by client id: the node that hosts each and
+    /// its encoded record.
+    pub fn sessions(&self) -> &BTreeMap<String, (NodeId, Bytes)> {
+        &self.sessions
     }
 
     /// The node that hosts `client_id`'s session, if any.
@@ -305,6 +329,22 @@ impl ClusterState {
                 }
                 CommandResult::Claimed { previous }
             }
+            Command::SetSession {
+                client_id,
+                node,
+                record,
+            } => {
+                if !record.is_empty() {
+                    self.sessions.insert(client_id, (node, record));
+                } else if self
+                    .sessions
+                    .get(&client_id)
+                    .is_some_and(|(held, _)| *held == node)
+                {
+                    self.sessions.remove(&client_id);
+                }
+                CommandResult::Done
+            }
             Command::ReleaseClient { client_id, node } => {
                 if self.owners.get(&client_id) == Some(&node) {
                     self.owners.remove(&client_id);
@@ -345,6 +385,25 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_session_record_moves_with_its_node_and_a_stale_removal_is_ignored() {
+        let mut state = ClusterState::default();
+        let set = |node, record: &'static [u8]| Command::SetSession {
+            client_id: "sensor".into(),
+            node,
+            record: Bytes::from_static(record),
+        };
+        assert_eq!(apply(&mut state, set(1, b"on-1")).0, CommandResult::Done);
+        assert_eq!(state.sessions()["sensor"], (1, Bytes::from_static(b"on-1")));
+        // Handed over to node 2, which records it; node 1's late removal
+        // must not erase node 2's entry.
+        apply(&mut state, set(2, b"on-2"));
+        apply(&mut state, set(1, b""));
+        assert_eq!(state.sessions()["sensor"], (2, Bytes::from_static(b"on-2")));
+        apply(&mut state, set(2, b""));
+        assert!(state.sessions().is_empty());
     }
 
     #[test]

@@ -16,8 +16,8 @@
 use bytes::{Buf, BufMut};
 use tern_codec::{ByteString, PacketId};
 
-use super::StoredSession;
 use super::record;
+use super::{SessionRecord, StoredSession};
 use crate::session::Queued;
 use crate::{Message, Session, StoreError};
 
@@ -60,6 +60,17 @@ pub fn encode_message(message: &Message) -> Result<Vec<u8>, StoreError> {
 /// The message [`encode_message`] wrote.
 pub fn decode_message(bytes: &[u8]) -> Result<Message, TransferError> {
     record::decode_message(bytes).map_err(message_error)
+}
+
+/// A session record (subscriptions, expiry, will) as the sled store
+/// writes it: what a cluster replicates of every persistent session.
+pub fn encode_record(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
+    record::encode_session(record)
+}
+
+/// The record [`encode_record`] wrote, for client `client_id`.
+pub fn decode_record(client_id: ByteString, bytes: &[u8]) -> Result<SessionRecord, TransferError> {
+    record::decode_session(client_id, bytes).map_err(session_error)
 }
 
 /// Everything `session` holds, as a [`StoredSession`]: what another node
@@ -257,6 +268,11 @@ mod tests {
         let bytes = encode_session(&stored).unwrap();
         let decoded = decode_session(&bytes).unwrap();
         assert_eq!(decoded, stored);
+        let record = encode_record(&stored.record).unwrap();
+        assert_eq!(
+            decode_record("client-1".into(), &record).unwrap(),
+            stored.record
+        );
         let restored = Session::restore(decoded, limits, now);
         assert_eq!(restored.subscriptions(), session.subscriptions());
         assert_eq!(restored.queue().len(), 2, "QoS 0 messages move too");
