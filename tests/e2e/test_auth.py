@@ -1,6 +1,6 @@
 """Authentication, authorization and their reload, against a real `tern serve`
 with a password file (written by `tern passwd` and by Mosquitto's
-`mosquitto_passwd`) and an ACL file.
+`mosquitto_passwd`) and an ACL file; anonymous access decided per listener.
 
 Tern only: the files use Tern's ACL extensions and SCRAM-SHA-256, which
 Mosquitto does not have.
@@ -20,7 +20,7 @@ import pytest
 
 from harness import cli
 from harness import raw as wire
-from harness.broker import Broker, broker_kind, tern_binary
+from harness.broker import Broker, broker_kind, free_port, tern_binary
 from harness.clients import V5, V311, Client
 
 pytestmark = pytest.mark.skipif(broker_kind() != "tern", reason="Tern's auth features")
@@ -110,6 +110,40 @@ def test_credentials_decide_who_connects(secured, version, bad, anonymous):
             assert connack.reason == expected, (user, password, connack)
         finally:
             client.close()
+
+
+@pytest.mark.parametrize("broker_wide,on_listener", [(False, True), (True, False)])
+def test_anonymous_access_is_decided_per_listener(tmp_path, broker_wide, on_listener):
+    """The plain `--listen` address follows the broker-wide allow_anonymous;
+    a [[listener]] table with its own allow_anonymous overrides it for its
+    connections. Named users need their password on both."""
+    passwords = tmp_path / "passwd"
+    tern_passwd("-c", str(passwords), "alice", password="alice-pw")
+    table_port = free_port()
+    flag = {True: "true", False: "false"}
+    config = (f'password_file = "{passwords}"\n'
+              f"allow_anonymous = {flag[broker_wide]}\n"
+              "[[listener]]\n"
+              f'bind = "127.0.0.1:{table_port}"\n'
+              'name = "table"\n'
+              f"allow_anonymous = {flag[on_listener]}\n")
+    broker = Broker("tern", tmp_path, config=config)
+    try:
+        broker.start_fresh()
+        ports = {broker.port: broker_wide, table_port: on_listener}
+        for version, refused in [(V311, 5), (V5, 0x87)]:
+            for port, allowed in ports.items():
+                for user, password, expected in [(None, None, 0 if allowed else refused),
+                                                 ("alice", b"alice-pw", 0),
+                                                 ("alice", b"nope", 4 if version == V311 else 0x86)]:
+                    client = wire.RawClient(broker.host, port, version=version)
+                    try:
+                        connack = client.connect("anon-1", username=user, password=password)
+                        assert connack.reason == expected, (version, port, user, connack)
+                    finally:
+                        client.close()
+    finally:
+        broker.cleanup()
 
 
 def test_mosquitto_passwd_files_work(secured, clients):

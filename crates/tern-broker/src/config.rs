@@ -129,7 +129,8 @@ pub struct BrokerConfig {
     pub acl_file: Option<PathBuf>,
     /// Whether a client may connect without a user name (else CONNACK
     /// 0x87; MQTT 3.1.1: 5, as Mosquitto answers). Default: true without a
-    /// `password_file`, false with one.
+    /// `password_file`, false with one. A `[[listener]]` may override it
+    /// for its own connections ([`ListenerConfig::allow_anonymous`]).
     pub allow_anonymous: Option<bool>,
     /// What an `acl_file` decides when none of its rules matches.
     /// Default: `deny` (as Mosquitto).

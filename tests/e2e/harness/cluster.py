@@ -167,18 +167,20 @@ class Node:
 
 
 class Cluster:
-    """Nodes 1..n: node 1 bootstraps, the others join through it."""
+    """Nodes 1..n: node 1 bootstraps, the others join through it. `extra`
+    arguments go to every node's `tern serve` (a password file, an ACL)."""
 
-    def __init__(self, workdir: Path, *, voters: int = 3):
+    def __init__(self, workdir: Path, *, voters: int = 3, extra: list[str] | None = None):
         self.workdir = workdir
         self.voters = voters
+        self.extra = list(extra or [])
         self.nodes: dict[int, Node] = {}
 
     def __getitem__(self, node_id: int) -> Node:
         return self.nodes[node_id]
 
     def add(self, node_id: int) -> Node:
-        node = Node(node_id, self.workdir, voters=self.voters)
+        node = Node(node_id, self.workdir, voters=self.voters, extra=list(self.extra))
         if not self.nodes:
             node.bootstrap = True
         else:

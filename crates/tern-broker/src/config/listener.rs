@@ -96,6 +96,12 @@ pub struct ListenerConfig {
     /// broker-wide `max_connections`; -1 means no limit. Default: -1.
     #[serde(default = "unlimited")]
     pub max_connections: i64,
+    /// Whether clients without a user name may connect on this listener,
+    /// overriding the broker-wide `allow_anonymous` for its connections
+    /// (for example, anonymous access on a local plain listener but not on
+    /// the public TLS one). Default: unset, the broker-wide setting.
+    #[serde(default)]
+    pub allow_anonymous: Option<bool>,
 }
 
 fn unlimited() -> i64 {
@@ -118,6 +124,7 @@ impl ListenerConfig {
             ws_path: None,
             proxy_protocol: false,
             max_connections: -1,
+            allow_anonymous: None,
         }
     }
 
@@ -283,6 +290,9 @@ mod tests {
         assert_eq!(listener.display_name(), "tcp 127.0.0.1:1883");
         assert_eq!(listener.connection_limit(), None);
         assert_eq!(listener.validate(), Ok(()));
+        assert_eq!(listener.allow_anonymous, None, "the broker-wide setting");
+        let closed = parse(r#"{"bind": "0.0.0.0:8883", "allow_anonymous": false}"#).unwrap();
+        assert_eq!(closed.allow_anonymous, Some(false));
         let ws = parse(r#"{"bind": "0.0.0.0:8080", "kind": "ws", "name": "web"}"#).unwrap();
         assert_eq!(ws.ws_path(), "/mqtt");
         assert_eq!(ws.display_name(), "web");

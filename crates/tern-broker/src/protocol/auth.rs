@@ -5,6 +5,10 @@
 //!   password file (`tern_auth::Authorizer::check_password`): an unknown
 //!   user or a wrong or missing password gets CONNACK 0x86 (MQTT 3.1.1:
 //!   4); no user name when anonymous clients are not allowed, 0x87 (5).
+//!   Whether they are is the broker-wide `allow_anonymous` (in the
+//!   `Authorizer`) unless the connection's listener has its own
+//!   (`Protocol::set_allow_anonymous`), which then decides, whatever a
+//!   reload of the password file changes.
 //! - A CONNECT with the method `SCRAM-SHA-256` starts enhanced
 //!   authentication: the client-first message is in its Authentication
 //!   Data, the server-first goes back in AUTH 0x18, the client-final comes
@@ -94,6 +98,15 @@ impl Protocol {
         self.verified_user = Some(user);
     }
 
+    /// Whether clients without a user name may connect on this
+    /// connection, overriding the authorizer's `allow_anonymous`: the
+    /// runtime calls it with the `allow_anonymous` of the connection's
+    /// listener, when that listener sets one. Call it before the first
+    /// input.
+    pub fn set_allow_anonymous(&mut self, allow: bool) {
+        self.allow_anonymous = Some(allow);
+    }
+
     /// The authenticated user name, once CONNECT was accepted.
     pub fn user(&self) -> Option<&ByteString> {
         self.user.as_ref()
@@ -137,9 +150,11 @@ impl Protocol {
             self.state = State::Authenticating { deadline };
             return None;
         }
-        let checked = self
-            .authorizer
-            .check_password(connect.username.as_deref(), None);
+        let checked = match (connect.username.as_deref(), self.allow_anonymous) {
+            (None, Some(true)) => Ok(()),
+            (None, Some(false)) => Err(Refusal::AnonymousNotAllowed),
+            (user, _) => self.authorizer.check_password(user, None),
+        };
         self.on_password_checked(connect, checked, out)
     }
 

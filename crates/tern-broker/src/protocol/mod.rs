@@ -290,6 +290,8 @@ pub struct Protocol {
     reauth: Option<Box<tern_auth::ScramServer>>,
     /// A user name the transport authenticated (a TLS client certificate).
     verified_user: Option<ByteString>,
+    /// The listener's `allow_anonymous`, overriding the authorizer's.
+    allow_anonymous: Option<bool>,
 }
 
 impl Protocol {
@@ -322,6 +324,7 @@ impl Protocol {
             scram_connected: false,
             reauth: None,
             verified_user: None,
+            allow_anonymous: None,
         }
     }
 

@@ -138,6 +138,10 @@ impl<S: MqttStream> Connection<S> {
         if let Some(name) = info.username_override() {
             protocol.set_verified_user(ByteString::from(name));
         }
+        // A listener's own `allow_anonymous` beats the broker-wide one.
+        if let Some(allow) = info.allow_anonymous {
+            protocol.set_allow_anonymous(allow);
+        }
         let config = &broker.config;
         let throttle = Throttle::new(config.max_message_rate, config.max_bytes_rate, now);
         Self {

@@ -151,6 +151,61 @@ fn anonymous_clients_connect_when_allowed() {
     assert_eq!(connack(&actions).reason_code, ReasonCode::Success);
 }
 
+#[test]
+fn the_listener_decides_anonymous_access_over_the_broker() {
+    // (broker-wide, listener's, accepted)
+    let cases = [
+        (false, None, false),
+        (true, None, true),
+        (false, Some(true), true),
+        (true, Some(false), false),
+        (false, Some(false), false),
+        (true, Some(true), true),
+    ];
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        for (broker, listener, accepted) in cases {
+            let mut harness = Harness::new();
+            harness.protocol.set_authorizer(authorizer(broker));
+            if let Some(allow) = listener {
+                harness.protocol.set_allow_anonymous(allow);
+            }
+            let actions = harness.connect_with(login(version, None, None), None);
+            let expected = if accepted {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NotAuthorized
+            };
+            let case = format!("{version:?} broker {broker} listener {listener:?}");
+            assert_eq!(connack(&actions).reason_code, expected, "{case}");
+            assert_eq!(harness.protocol.is_connected(), accepted, "{case}");
+            let refused = if accepted {
+                vec![]
+            } else {
+                vec![Denial::Connect]
+            };
+            assert_eq!(denials(&actions), refused, "{case}");
+        }
+    }
+}
+
+#[test]
+fn a_listener_open_to_anonymous_clients_still_checks_named_users() {
+    let cases = [
+        ("wrong", ReasonCode::BadUserNameOrPassword),
+        ("secret", ReasonCode::Success),
+    ];
+    for (password, expected) in cases {
+        let mut open = harness();
+        open.protocol.set_allow_anonymous(true);
+        let connect = login(ProtocolVersion::V5, Some("alice"), Some(password));
+        let actions = open.connect_with(connect, None);
+        assert_eq!(connack(&actions).reason_code, expected, "{password}");
+        let user = open.protocol.user().map(|u| u.to_string());
+        let accepted = expected == ReasonCode::Success;
+        assert_eq!(user.as_deref(), accepted.then_some("alice"), "{password}");
+    }
+}
+
 fn scram_connect(client: &ScramClient, method: &str) -> Connect {
     let mut connect = login(ProtocolVersion::V5, None, None);
     connect.properties.authentication_method = Some(method.into());

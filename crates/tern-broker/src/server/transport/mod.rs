@@ -41,6 +41,9 @@ pub(crate) struct ConnectionInfo {
     pub identity: Option<String>,
     /// Replace the CONNECT's user name with `identity`.
     pub identity_as_username: bool,
+    /// The listener's `allow_anonymous`, overriding the broker-wide one
+    /// when set.
+    pub allow_anonymous: Option<bool>,
 }
 
 impl ConnectionInfo {
@@ -62,6 +65,8 @@ pub(crate) struct Listener {
     pub proxy_protocol: bool,
     pub ws_path: String,
     pub use_identity_as_username: bool,
+    /// Its own `allow_anonymous`, if set.
+    pub allow_anonymous: Option<bool>,
     /// Present for `tls` and `wss`.
     pub tls: Option<ReloadableTls>,
     /// This listener's own `max_connections`, if limited.
@@ -95,6 +100,7 @@ impl Listener {
             proxy_protocol: config.proxy_protocol,
             ws_path: config.ws_path().to_owned(),
             use_identity_as_username: config.use_identity_as_username,
+            allow_anonymous: config.allow_anonymous,
             tls,
             slots: config
                 .connection_limit()
@@ -208,6 +214,7 @@ async fn establish(
         listener: Arc::clone(&listener.name),
         identity: None,
         identity_as_username: listener.use_identity_as_username,
+        allow_anonymous: listener.allow_anonymous,
     };
     let max_message = usize::try_from(broker.config.max_packet_size)
         .unwrap_or(usize::MAX)
@@ -263,6 +270,7 @@ mod tests {
             listener: "devices".into(),
             identity: Some("device-17".into()),
             identity_as_username: false,
+            allow_anonymous: None,
         };
         assert_eq!(info.username_override(), None);
         info.identity_as_username = true;
