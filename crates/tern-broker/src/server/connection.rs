@@ -28,8 +28,9 @@
 //! - the receive buffer starts at [`MIN_READ`] bytes and grows to
 //!   [`READ_CHUNK`] only while reads fill it; once a burst is over and the
 //!   buffer is drained, the large buffer is released;
-//! - the per-turn scratch space (queued inputs and actions, a write
-//!   buffer that grew) is released after each turn.
+//! - the per-turn scratch space (queued inputs and actions; a write
+//!   buffer that grew, once a turn writes little) is released after each
+//!   turn.
 
 use std::collections::VecDeque;
 use std::io;
@@ -193,13 +194,14 @@ impl<S: MqttStream> Connection<S> {
                 Event::Tick => self.process(Input::Tick).await,
             }
             self.reap_own_writes();
+            let written = self.write_buf.len();
             self.flush().await;
             if self.broken && !self.protocol.is_closed() {
                 // Not in `flush`: its future would hold another `process`.
                 self.process(Input::ConnectionLost).await;
                 self.write_buf.clear();
             }
-            self.release_scratch();
+            self.release_scratch(written);
             self.await_store_capacity().await;
         }
     }
@@ -219,14 +221,15 @@ impl<S: MqttStream> Connection<S> {
         }
     }
 
-    /// Releases the scratch space of a turn, so that an idle connection
-    /// does not keep the peak of its busiest turn: the queues of inputs
-    /// and actions (empty between turns; reallocating a few hundred bytes
-    /// per turn costs little next to the turn's system calls), and a write
-    /// buffer that grew beyond [`KEEP_SCRATCH`].
-    fn release_scratch(&mut self) {
+    /// Releases the scratch space of a turn that wrote `written` bytes, so
+    /// that an idle connection does not keep the peak of its busiest turn:
+    /// the queues of inputs and actions (empty between turns; reallocating
+    /// a few hundred bytes per turn costs little next to the turn's system
+    /// calls), and a write buffer that grew beyond [`KEEP_SCRATCH`], once a
+    /// turn writes little (a busy subscriber keeps it).
+    fn release_scratch(&mut self, written: usize) {
         debug_assert!(self.inputs.is_empty() && self.actions.is_empty());
-        if self.write_buf.capacity() > KEEP_SCRATCH {
+        if self.write_buf.capacity() > KEEP_SCRATCH && written <= KEEP_SCRATCH / 4 {
             self.write_buf = BytesMut::new();
         }
         if self.inputs.capacity() > 0 {
