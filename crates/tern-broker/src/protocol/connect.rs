@@ -116,16 +116,15 @@ impl Protocol {
             self.outbound_aliases = super::aliases::OutboundAliases::new(outbound);
         }
         self.keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
-        self.aliases = vec![None; usize::from(self.settings.max_topic_alias)];
         if let Some(will) = connect.will {
-            self.pending_will = Some(build_will(will));
+            self.pending_will = Some(Box::new(build_will(will)));
         }
         let mut connack = self.connack_for(assigned, requested, server_keep_alive);
         if let Some(server_final) = self.auth_response.take() {
             connack.properties.authentication_method = Some(tern_auth::scram::METHOD.into());
             connack.properties.authentication_data = Some(server_final.into());
         }
-        self.connack = connack;
+        self.connack = Some(Box::new(connack));
         self.state = State::Opening;
         out.push(Action::OpenSession(OpenSession {
             client_id: self.client_id.clone(),
@@ -208,10 +207,10 @@ impl Protocol {
             .client
             .receive_maximum
             .min(self.settings.max_inflight_messages);
-        let resends = session.connect(now.wall, window, self.pending_will.take());
-        let mut connack = std::mem::take(&mut self.connack);
+        let resends = session.connect(now.wall, window, self.pending_will.take().map(|will| *will));
+        let mut connack = self.connack.take().unwrap_or_default();
         connack.session_present = session_present;
-        out.push(Action::Send(Packet::ConnAck(Box::new(connack))));
+        out.push(Action::Send(Packet::ConnAck(connack)));
         for resend in resends {
             out.push(Action::Send(match resend {
                 Resend::Publish(publish) => Packet::Publish(publish),

@@ -117,6 +117,11 @@ impl Protocol {
         let Some(alias) = publish.properties().topic_alias else {
             return Ok(());
         };
+        let maximum = usize::from(self.settings.max_topic_alias);
+        if self.aliases.is_empty() && usize::from(alias) <= maximum {
+            // Allocated at the first alias: most clients never use one.
+            self.aliases = vec![None; maximum];
+        }
         let slot = usize::from(alias)
             .checked_sub(1)
             .and_then(|index| self.aliases.get_mut(index))

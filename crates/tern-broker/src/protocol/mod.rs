@@ -266,11 +266,13 @@ pub struct Protocol {
     client: ClientLimits,
     /// The session expiry granted at CONNECT.
     expiry: SessionExpiry,
-    /// Prepared at CONNECT, sent once the session is open.
-    connack: tern_codec::ConnAck,
+    /// Prepared at CONNECT, sent once the session is open. Boxed, like
+    /// the will: both are needed only while the session opens, and every
+    /// connection's task holds this state for its whole life.
+    connack: Option<Box<tern_codec::ConnAck>>,
     /// The will of the CONNECT, until the session is open.
-    pending_will: Option<Will>,
-    /// Inbound topic aliases (index = alias - 1).
+    pending_will: Option<Box<Will>>,
+    /// Inbound topic aliases (index = alias - 1); empty until the first.
     aliases: Vec<Option<ByteString>>,
     /// Topic aliases assigned in what is sent to the client.
     outbound_aliases: aliases::OutboundAliases,
@@ -312,7 +314,7 @@ impl Protocol {
                 problem_information: true,
             },
             expiry: SessionExpiry::OnDisconnect,
-            connack: tern_codec::ConnAck::default(),
+            connack: None,
             pending_will: None,
             aliases: Vec::new(),
             outbound_aliases: aliases::OutboundAliases::default(),

@@ -21,6 +21,22 @@
 //! decoded) until the pause ends; the keep-alive deadline waits too, and
 //! what arrived during the pause is read before time is checked again
 //! (see [`super::throttle`] for why this rather than a refusal).
+//!
+//! # Memory of an idle connection
+//!
+//! Most connections are idle most of the time, so what one holds between
+//! packets is what the broker holds per client (docs/performance.md,
+//! "Idle connections"). Hence:
+//! - the task's future stays small: tokio allocates, for every task, room
+//!   for the largest state of its future, so the rare awaits with large
+//!   futures (opening a session, a cluster read barrier, detaching) are
+//!   boxed, allocated only while they run. A unit test bounds the size;
+//! - the receive buffer starts at [`MIN_READ`] bytes and grows to
+//!   [`READ_CHUNK`] only while reads fill it; once a burst is over and the
+//!   buffer is drained, the large buffer is released;
+//! - the per-turn scratch space (queued inputs and actions; a write
+//!   buffer that grew, once a turn writes little) is released after each
+//!   turn.
 
 use std::collections::VecDeque;
 use std::io;
@@ -50,6 +66,11 @@ use crate::protocol::{
 
 /// Bytes read per system call, at most.
 const READ_CHUNK: usize = 8 * 1024;
+/// Room for the next read while the client sends little: more than a
+/// CONNECT, a PINGREQ or a small PUBLISH need.
+const MIN_READ: usize = 256;
+/// A write buffer larger than this is released after a turn (bytes).
+const KEEP_SCRATCH: usize = 1024;
 /// How long a client may leave our writes unread before it is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The same while the server shuts down.
@@ -71,10 +92,17 @@ pub(crate) async fn serve<S: MqttStream>(
         client_id = tracing::field::Empty,
         username = tracing::field::Empty
     );
-    Connection::new(broker, stream, info, connection_id, shutdown)
-        .run()
-        .instrument(span)
-        .await;
+    let mut connection = Connection::new(broker, stream, info, connection_id, shutdown);
+    // `run` borrows the connection rather than taking it: a future that
+    // owns a large argument keeps it twice (the argument and the body's
+    // copy), for its whole life.
+    async move {
+        connection.run().await;
+        // Boxed: it runs once, at the end, and its future is large.
+        Box::pin(connection.finish()).await;
+    }
+    .instrument(span)
+    .await;
 }
 
 /// What woke the connection.
@@ -96,6 +124,9 @@ struct Connection<S> {
     protocol: Protocol,
     decoder: Decoder,
     read_buf: BytesMut,
+    /// Room reserved for the next read: [`MIN_READ`], or [`READ_CHUNK`]
+    /// while reads fill the buffer.
+    read_size: usize,
     write_buf: BytesMut,
     inputs: VecDeque<Input>,
     actions: Vec<Action>,
@@ -151,7 +182,8 @@ impl<S: MqttStream> Connection<S> {
             stream,
             info,
             connection_id,
-            read_buf: BytesMut::with_capacity(READ_CHUNK),
+            read_buf: BytesMut::new(),
+            read_size: MIN_READ,
             write_buf: BytesMut::new(),
             inputs: VecDeque::new(),
             actions: Vec::new(),
@@ -169,7 +201,8 @@ impl<S: MqttStream> Connection<S> {
         }
     }
 
-    async fn run(mut self) {
+    /// Serves the connection until the protocol closes it.
+    async fn run(&mut self) {
         tracing::debug!("accepted");
         while !self.protocol.is_closed() {
             match self.next_event().await {
@@ -211,10 +244,50 @@ impl<S: MqttStream> Connection<S> {
                 Event::Tick => self.process(Input::Tick).await,
             }
             self.reap_own_writes();
+            let written = self.write_buf.len();
             self.flush().await;
+            if self.broken && !self.protocol.is_closed() {
+                // Not in `flush`: its future would hold another `process`.
+                self.process(Input::ConnectionLost).await;
+                self.write_buf.clear();
+            }
+            self.release_scratch(written);
             self.await_store_capacity().await;
         }
-        self.finish().await;
+    }
+
+    /// After a read of `read` bytes was processed: a read that filled the
+    /// room it had means more is probably waiting, so the next one gets
+    /// [`READ_CHUNK`]; otherwise the next gets [`MIN_READ`], and a large
+    /// buffer with nothing left in it is released.
+    fn size_read_buf(&mut self, read: usize) {
+        if read >= self.read_size {
+            self.read_size = READ_CHUNK;
+            return;
+        }
+        self.read_size = MIN_READ;
+        if self.read_buf.is_empty() && self.read_buf.capacity() > MIN_READ {
+            self.read_buf = BytesMut::new();
+        }
+    }
+
+    /// Releases the scratch space of a turn that wrote `written` bytes, so
+    /// that an idle connection does not keep the peak of its busiest turn:
+    /// the queues of inputs and actions (empty between turns; reallocating
+    /// a few hundred bytes per turn costs little next to the turn's system
+    /// calls), and a write buffer that grew beyond [`KEEP_SCRATCH`], once a
+    /// turn writes little (a busy subscriber keeps it).
+    fn release_scratch(&mut self, written: usize) {
+        debug_assert!(self.inputs.is_empty() && self.actions.is_empty());
+        if self.write_buf.capacity() > KEEP_SCRATCH && written <= KEEP_SCRATCH / 4 {
+            self.write_buf = BytesMut::new();
+        }
+        if self.inputs.capacity() > 0 {
+            self.inputs = VecDeque::new();
+        }
+        if self.actions.capacity() > 0 {
+            self.actions = Vec::new();
+        }
     }
 
     /// `read` bytes arrived: count them against the byte rate, then decode.
@@ -222,6 +295,7 @@ impl<S: MqttStream> Connection<S> {
         add(&self.broker.metrics.bytes_received, read as u64);
         self.throttle.read(read, Instant::now());
         self.decode_and_process().await;
+        self.size_read_buf(read);
     }
 
     /// The store's back-pressure: when the disk cannot keep up and too
@@ -246,6 +320,7 @@ impl<S: MqttStream> Connection<S> {
         let Self {
             stream,
             read_buf,
+            read_size,
             kick,
             acks,
             shutdown,
@@ -254,8 +329,8 @@ impl<S: MqttStream> Connection<S> {
             throttle,
             ..
         } = self;
-        if read_buf.capacity() - read_buf.len() < READ_CHUNK / 2 {
-            read_buf.reserve(READ_CHUNK);
+        if read_buf.capacity() - read_buf.len() < *read_size {
+            read_buf.reserve(*read_size);
         }
         let throttled = throttle.paused_until();
         let deadline = protocol.next_timeout().filter(|_| throttled.is_none());
@@ -297,48 +372,74 @@ impl<S: MqttStream> Connection<S> {
     /// Feeds every whole packet received to the protocol.
     async fn decode_and_process(&mut self) {
         while !self.protocol.is_closed() && self.throttle.paused_until().is_none() {
-            match self.decoder.decode(&mut self.read_buf) {
-                Ok(Some(mut packet)) => {
-                    match &mut packet {
-                        Packet::Publish(_) => {
-                            add(&self.broker.metrics.messages_received, 1);
-                            self.throttle.publish(Instant::now());
-                        }
-                        // The listener vouches for the certificate's name:
-                        // the protocol (and authentication) see it as the
-                        // user name, whatever the client sent.
-                        Packet::Connect(connect) => {
-                            if let Some(name) = self.info.username_override() {
-                                connect.username = Some(ByteString::from(name));
-                            }
-                            if let Some(name) = &connect.username {
-                                tracing::Span::current().record("username", &**name);
-                            }
-                        }
-                        _ => {}
+            // Decoded outside this future (a plain function): the packet
+            // is not kept in it while the actions run.
+            let Some((input, last)) = self.next_input() else {
+                break;
+            };
+            self.process(input).await;
+            if last {
+                break;
+            }
+        }
+    }
+
+    /// The next whole packet received as an input, if any; `true` with
+    /// the last input a bad packet allows.
+    fn next_input(&mut self) -> Option<(Input, bool)> {
+        match self.decoder.decode(&mut self.read_buf) {
+            Ok(Some(mut packet)) => {
+                match &mut packet {
+                    Packet::Publish(_) => {
+                        add(&self.broker.metrics.messages_received, 1);
+                        self.throttle.publish(Instant::now());
                     }
-                    self.process(Input::Packet(packet)).await;
+                    // The listener vouches for the certificate's name:
+                    // the protocol (and authentication) see it as the
+                    // user name, whatever the client sent.
+                    Packet::Connect(connect) => {
+                        if let Some(name) = self.info.username_override() {
+                            connect.username = Some(ByteString::from(name));
+                        }
+                        if let Some(name) = &connect.username {
+                            tracing::Span::current().record("username", &**name);
+                        }
+                    }
+                    _ => {}
                 }
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::info!(%error, "closing: the client sent an invalid packet");
-                    self.process(Input::DecodeError(error)).await;
-                    break;
-                }
+                Some((Input::Packet(packet), false))
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::info!(%error, "closing: the client sent an invalid packet");
+                Some((Input::DecodeError(error), true))
             }
         }
     }
 
     /// Runs `input` and the inputs its actions produce.
-    async fn process(&mut self, input: Input) {
-        self.inputs.push_back(input);
-        while let Some(input) = self.inputs.pop_front() {
-            self.step(input);
+    ///
+    /// Not an `async fn`: the step runs when this is called, so the
+    /// future, which the connection's future contains, does not hold the
+    /// input.
+    fn process(&mut self, input: Input) -> impl Future<Output = ()> + Send + '_ {
+        self.step(input);
+        self.execute_actions()
+    }
+
+    /// Carries out the actions of the last step, then runs the inputs they
+    /// produced (rare; `inputs` stays unallocated otherwise).
+    async fn execute_actions(&mut self) {
+        loop {
             let mut actions = std::mem::take(&mut self.actions);
             for action in actions.drain(..) {
                 self.execute(action).await;
             }
             self.actions = actions;
+            let Some(input) = self.inputs.pop_front() else {
+                break;
+            };
+            self.step(input);
         }
     }
 
@@ -380,7 +481,7 @@ impl<S: MqttStream> Connection<S> {
         let key = self.cell.as_ref().map(|cell| cell.key);
         match action {
             Action::Send(packet) => self.encode(&packet),
-            Action::OpenSession(request) => self.open_session(request).await,
+            Action::OpenSession(request) => Box::pin(self.open_session(request)).await,
             Action::Route { message, ack } => {
                 let routed = self
                     .broker
@@ -434,7 +535,7 @@ impl<S: MqttStream> Connection<S> {
                     // node has rather than wait for a timeout.
                     if let Some(link) = self.broker.cluster()
                         && link.raft.is_ready()
-                        && let Err(error) = link.raft.read_barrier().await
+                        && let Err(error) = Box::pin(link.raft.read_barrier()).await
                     {
                         tracing::warn!(%error, "retained messages read without a cluster read barrier");
                     }
@@ -517,7 +618,8 @@ impl<S: MqttStream> Connection<S> {
     /// Writes what this turn produced, in one `write_all`, then flushes
     /// (TLS and WebSocket streams buffer). A client that
     /// does not read for [`WRITE_TIMEOUT`] is dropped; during shutdown it
-    /// gets [`SHUTDOWN_WRITE_TIMEOUT`] more at most.
+    /// gets [`SHUTDOWN_WRITE_TIMEOUT`] more at most. A failed write marks
+    /// the connection broken; the caller then ends the protocol.
     async fn flush(&mut self) {
         if !self.route_commits.is_empty() {
             futures::future::join_all(std::mem::take(&mut self.route_commits)).await;
@@ -556,10 +658,6 @@ impl<S: MqttStream> Connection<S> {
             }
         }
         self.write_buf.clear();
-        if self.broken && !self.protocol.is_closed() {
-            self.process(Input::ConnectionLost).await;
-            self.write_buf.clear();
-        }
     }
 
     /// Forgets completed store writes, logging failures.

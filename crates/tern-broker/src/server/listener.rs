@@ -21,10 +21,11 @@
 //!   transport (`transport`).
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::{JoinError, JoinSet};
 
@@ -99,10 +100,9 @@ pub(crate) async fn accept_loop(
                     let broker = Arc::clone(&broker);
                     let listener = Arc::clone(&listener);
                     let signal = signal.clone();
-                    connections.spawn(async move {
-                        transport::serve_accepted(broker, listener, stream, peer, signal).await;
-                        drop(permits);
-                    });
+                    connections.spawn(connection_task(
+                        broker, listener, stream, peer, signal, permits,
+                    ));
                 }
                 Err(error) => {
                     let exhausted = is_resource_exhaustion(&error);
@@ -123,6 +123,23 @@ pub(crate) async fn accept_loop(
     while let Some(joined) = connections.join_next().await {
         log_join(joined);
     }
+}
+
+/// The task of one accepted connection; it holds its connection slots
+/// until the connection ends.
+///
+/// Tokio allocates this future whole for every connection, idle or not:
+/// see the size test below before making it larger.
+async fn connection_task(
+    broker: Arc<Broker>,
+    listener: Arc<Listener>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    permits: Vec<OwnedSemaphorePermit>,
+) {
+    transport::serve_accepted(broker, listener, stream, peer, shutdown).await;
+    drop(permits);
 }
 
 /// A connection limit with no slot left.
@@ -147,7 +164,8 @@ fn take_slots(broker: &Broker, listener: &Listener) -> Result<Vec<OwnedSemaphore
             listener.max_connections,
         ),
     ];
-    let mut permits = Vec::with_capacity(limits.len());
+    // No allocation when neither limit is set (the default).
+    let mut permits = Vec::new();
     for (slots, setting, limit) in limits {
         if let Some(slots) = slots {
             let permit = Arc::clone(slots)
@@ -207,6 +225,13 @@ fn log_join(joined: Result<(), JoinError>) {
 mod tests {
     use super::*;
 
+    /// Bound of [`connection_task`]'s future, in bytes (see the test): it
+    /// was 2,248 in a release build and 2,296 in a debug build on
+    /// 2026-11-25 (rustc 1.95), 16,256 before the profile; 2,592 in a
+    /// debug build once authentication, rate limits and the cluster's
+    /// pending route commits joined the connection state.
+    const TASK_LIMIT: usize = 2_688;
+
     #[test]
     fn logs_at_most_once_per_interval_and_counts_the_rest() {
         let mut limit = RateLimited::default();
@@ -217,6 +242,28 @@ mod tests {
         }
         assert_eq!(limit.allow(start + LOG_INTERVAL), Some(3));
         assert_eq!(limit.allow(start + LOG_INTERVAL), None);
+    }
+
+    /// The size of a future `make` returns, without running it.
+    fn future_size<A, B, C, D, E, G, F: Future>(
+        _make: impl FnOnce(A, B, C, D, E, G) -> F,
+    ) -> usize {
+        size_of::<F>()
+    }
+
+    /// Tokio allocates the whole future of every connection's task when it
+    /// is spawned, and an idle connection holds it for its whole life: it
+    /// was 16 KB (a TLS or WebSocket connection's state inline, large
+    /// arguments stored twice) before docs/performance.md's "Idle
+    /// connections" profile. A future that grows past this bound makes
+    /// every idle connection larger: box the large, rare state instead.
+    #[test]
+    fn the_task_of_a_connection_stays_small() {
+        let size = future_size(connection_task);
+        assert!(
+            size <= TASK_LIMIT,
+            "a connection's task takes {size} bytes, more than {TASK_LIMIT}"
+        );
     }
 
     #[test]

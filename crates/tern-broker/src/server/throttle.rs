@@ -68,15 +68,17 @@ impl TokenBucket {
 /// neither reads nor decodes before [`Throttle::paused_until`].
 #[derive(Debug)]
 pub(crate) struct Throttle {
-    messages: Option<TokenBucket>,
-    bytes: Option<TokenBucket>,
+    // Boxed: most connections have no rate limit, and every idle
+    // connection's task holds this inline (see `connection`).
+    messages: Option<Box<TokenBucket>>,
+    bytes: Option<Box<TokenBucket>>,
     until: Option<Instant>,
 }
 
 impl Throttle {
     /// Rates of 0 are not limited.
     pub(crate) fn new(max_message_rate: u32, max_bytes_rate: u32, now: Instant) -> Self {
-        let bucket = |rate: u32| (rate > 0).then(|| TokenBucket::new(rate, now));
+        let bucket = |rate: u32| (rate > 0).then(|| Box::new(TokenBucket::new(rate, now)));
         Self {
             messages: bucket(max_message_rate),
             bytes: bucket(max_bytes_rate),

@@ -116,15 +116,19 @@ impl Listener {
 }
 
 /// The streams of the four kinds of listener.
-// Built once per connection and moved into its task, which holds the
-// stream for its whole life anyway: boxing would only add an indirection
-// to every read.
-#[allow(clippy::large_enum_variant)]
+///
+/// The TLS and WebSocket streams are boxed. Every connection's task is as
+/// large as the largest state of its future, and that includes this enum
+/// (it stays in the future while the connection runs) and the connection
+/// serving the largest stream: unboxed, every plain TCP connection would
+/// carry the room of a TLS session and a WebSocket (docs/performance.md,
+/// "Idle connections"). Boxed, a connection allocates only what its own
+/// stream needs, for one indirection per read and write.
 enum Established {
     Tcp(Prefixed<TcpStream>),
-    Tls(TlsStream<Prefixed<TcpStream>>),
-    Ws(websocket::WsStream<Prefixed<TcpStream>>),
-    Wss(websocket::WsStream<TlsStream<Prefixed<TcpStream>>>),
+    Tls(Box<TlsStream<Prefixed<TcpStream>>>),
+    Ws(Box<websocket::WsStream<Prefixed<TcpStream>>>),
+    Wss(Box<websocket::WsStream<TlsStream<Prefixed<TcpStream>>>>),
 }
 
 /// Why a connection was closed before MQTT.
@@ -160,9 +164,12 @@ pub(crate) async fn serve_accepted(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let seconds = broker.config.connect_timeout;
+    // Boxed: it is over once the connection runs, but a future is as
+    // large as its largest state, and a TLS handshake's is several times
+    // an idle connection's (see `Established`).
     let handshakes = tokio::time::timeout(
         Duration::from_secs(seconds),
-        establish(&listener, &broker, stream, peer),
+        Box::pin(establish(&listener, &broker, stream, peer)),
     );
     let established = tokio::select! {
         established = handshakes => established,
@@ -238,16 +245,16 @@ async fn establish(
                 let stream = websocket::accept(stream, &listener.ws_path, max_message)
                     .await
                     .map_err(HandshakeError::WebSocket)?;
-                Established::Wss(stream)
+                Established::Wss(Box::new(stream))
             } else {
-                Established::Tls(stream)
+                Established::Tls(Box::new(stream))
             }
         }
         (_, ListenerKind::Ws) => {
             let stream = websocket::accept(stream, &listener.ws_path, max_message)
                 .await
                 .map_err(HandshakeError::WebSocket)?;
-            Established::Ws(stream)
+            Established::Ws(Box::new(stream))
         }
         _ => Established::Tcp(stream),
     };
