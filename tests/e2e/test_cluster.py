@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
-from harness.broker import broker_kind, tern_binary
-from harness.cluster import Cluster
+from harness.broker import Broker, broker_kind, tern_binary
+from harness.cluster import Cluster, free_port
 from harness.clients import V5, V311, Client
 
 pytestmark = [
@@ -57,6 +58,37 @@ def clients(cluster):
     yield make
     for client in created:
         client.close()
+
+
+def test_a_single_node_answers_probes_and_says_it_is_not_a_cluster(tmp_path):
+    """No cluster fixture: a standalone broker with the admin API."""
+    admin = f"127.0.0.1:{free_port('127.0.0.1')}"
+    broker = Broker("tern", tmp_path, extra_args=["--admin-listen", admin])
+    broker.start_fresh()
+    try:
+        # The MQTT port is bound first; the admin API follows at start-up.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{admin}/healthz", timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"no admin API on {admin}:\n{broker.log()}"
+                time.sleep(0.05)
+        for path, answer in (("/healthz", "ok"), ("/readyz", "ready")):
+            with urllib.request.urlopen(f"http://{admin}{path}", timeout=5) as response:
+                assert (response.status, response.read().decode().strip()) == (200, answer)
+        done = subprocess.run([tern_binary(), "cluster", "status", "--admin", admin],
+                              capture_output=True, text=True, timeout=15)
+        assert done.returncode != 0
+        assert "runs alone, not in a cluster" in done.stderr, done.stderr
+        unreachable = subprocess.run(
+            [tern_binary(), "cluster", "status", "--admin", f"127.0.0.1:{free_port('127.0.0.1')}"],
+            capture_output=True, text=True, timeout=15)
+        assert unreachable.returncode != 0
+        assert "cannot reach the admin API" in unreachable.stderr, unreachable.stderr
+    finally:
+        broker.cleanup()
 
 
 @pytest.mark.parametrize("qos", [0, 1, 2])
