@@ -474,9 +474,11 @@ impl Broker {
                 client_id,
                 owner,
                 previous,
-            } if *previous == Some(me) && *owner != Some(me) => {
+            } if *previous == Some(me) && owner.is_some_and(|node| node != me) => {
                 // Another node claimed a client of ours: end its local
                 // connection now, even if the handover call never comes.
+                // (A release by this node itself, `owner: None`, must not:
+                // the client may already have reconnected here.)
                 self.end_connection_of(client_id);
             }
             _ => {}
