@@ -20,8 +20,8 @@ import urllib.request
 
 import pytest
 
-from harness.broker import Broker, broker_kind, tern_binary
-from harness.cluster import Cluster, free_port
+from harness.broker import Broker, broker_kind, free_port, tern_binary
+from harness.cluster import Cluster
 from harness.clients import V5, V311, Client
 
 pytestmark = [

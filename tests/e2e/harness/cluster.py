@@ -12,39 +12,28 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from harness.broker import tern_binary
+from harness.broker import Broker, free_port, tern_binary
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+class Node(Broker):
+    """A cluster node: a `Broker` (start, stop, kill, log, signal) on
+    127.0.0.N with a cluster and an admin port of its own."""
 
-
-class Node:
     def __init__(self, node_id: int, workdir: Path, *, voters: int = 3, extra: list[str] | None = None):
-        self.node_id = node_id
         self.host = f"127.0.0.{node_id}"
+        super().__init__("tern", workdir / f"node{node_id}", extra_args=extra or [])
+        self.node_id = node_id
         self.port = free_port(self.host)
         self.cluster_port = free_port(self.host)
         self.admin_port = free_port(self.host)
-        self.workdir = workdir / f"node{node_id}"
-        self.data_dir = self.workdir / "data"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.workdir / "tern.log"
         self.voters = voters
-        self.extra = extra or []
         self.join: list[str] = []
         self.bootstrap = False
-        self.process: subprocess.Popen | None = None
 
     @property
     def cluster_addr(self) -> str:
@@ -54,7 +43,7 @@ class Node:
     def admin_addr(self) -> str:
         return f"{self.host}:{self.admin_port}"
 
-    def command(self) -> list[str]:
+    def _command(self) -> list[str]:
         command = [
             tern_binary(), "serve",
             "--listen", f"{self.host}:{self.port}",
@@ -70,31 +59,20 @@ class Node:
             command.append("--bootstrap")
         if self.join:
             command += ["--join", ",".join(self.join)]
-        return command + self.extra
+        return command + self.extra_args
 
     def start(self, timeout: float = 20.0) -> None:
-        assert self.process is None, f"node {self.node_id} already running"
-        with open(self.log_path, "ab") as log:
-            log.write(f"--- starting {self.command()}\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.workdir,
-            )
+        """Starts the node and waits until MQTT and the admin API answer."""
+        super().start(timeout)
         deadline = time.monotonic() + timeout
         while True:
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                self.process = None
-                raise RuntimeError(f"node {self.node_id} exited with {code}:\n{self.log()}")
             try:
-                socket.create_connection((self.host, self.port), timeout=0.5).close()
                 if self.http("GET", "/healthz", raw=True)[0] == 200:
                     return
             except OSError:
                 pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"node {self.node_id} did not listen within {timeout} s:\n{self.log()}")
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"node {self.node_id}'s admin API did not answer:\n{self.log()}")
             time.sleep(0.05)
 
     def http(self, method: str, path: str, body: dict | None = None, *, raw: bool = False):
@@ -129,41 +107,7 @@ class Node:
             return False
 
     def stop(self, timeout: float = 15.0) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"node {self.node_id} ignored SIGTERM for {timeout} s") from None
-        self._kill_group()
-        self.process = None
-        return code
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self._kill_group()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self.process = None
-
-    def _kill_group(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return super().stop(timeout)
 
 
 class Cluster:
