@@ -53,6 +53,20 @@ pub(crate) fn remote_node(key: SessionKey) -> Option<NodeId> {
     (key & REMOTE != 0).then_some(key & !REMOTE)
 }
 
+/// Subscribes node `node`'s router key to `filters` (route table entries,
+/// valid filters by construction; an invalid one is skipped).
+fn subscribe_remote<'a>(
+    trie: &mut tern_router::SubscriptionTrie<SessionKey>,
+    node: NodeId,
+    filters: impl IntoIterator<Item = &'a String>,
+) {
+    for filter in filters {
+        if let Ok(filter) = TopicFilter::new(filter.as_str()) {
+            trie.subscribe(remote_key(node), &filter, ROUTE_OPTIONS, None);
+        }
+    }
+}
+
 /// The options of another node's route: the highest QoS, RETAIN as
 /// published; the other node applies its own subscriptions' options.
 const ROUTE_OPTIONS: SubscriptionOptions = SubscriptionOptions {
@@ -454,12 +468,7 @@ impl Broker {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(*node);
-                let mut trie = self.router.write();
-                for filter in filters {
-                    if let Ok(filter) = TopicFilter::new(filter.as_str()) {
-                        trie.subscribe(remote_key(*node), &filter, ROUTE_OPTIONS, None);
-                    }
-                }
+                subscribe_remote(&mut self.router.write(), *node, filters);
             }
             Change::RoutesRemoved { node, filters } if *node != me => {
                 let mut trie = self.router.write();
@@ -505,26 +514,14 @@ impl Broker {
                     continue;
                 }
                 known.insert(node);
-                for filter in filters {
-                    if let Ok(filter) = TopicFilter::new(filter.as_str()) {
-                        trie.subscribe(remote_key(node), &filter, ROUTE_OPTIONS, None);
-                    }
-                }
+                subscribe_remote(&mut trie, node, filters);
             }
         }
         // `$SYS` topics are local; they are published again within
         // `sys_interval`.
-        let mut index = self.retained_index();
-        *index = tern_router::RetainedIndex::new();
+        *self.retained_index() = tern_router::RetainedIndex::new();
         for (topic, bytes) in state.retained() {
-            match transfer::decode_message(bytes) {
-                Ok(message) => {
-                    index.insert(topic, Arc::new(message));
-                }
-                Err(error) => {
-                    tracing::error!(%error, topic, "a replicated retained message cannot be read")
-                }
-            }
+            self.apply_retained(topic, bytes);
         }
     }
 
