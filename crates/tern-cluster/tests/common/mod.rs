@@ -74,6 +74,10 @@ pub fn config(id: NodeId, data: &Path) -> ClusterConfig {
     config.heartbeat_ms = 100;
     config.election_timeout_min_ms = 400;
     config.election_timeout_max_ms = 800;
+    // Roomier than the 10 s default: five in-process nodes on two busy
+    // cores (CI runs several test binaries at once) can take longer to
+    // move leadership; each test's own bound still ends a hang.
+    config.request_timeout = Duration::from_secs(30);
     config
 }
 
