@@ -8,6 +8,7 @@
 //! returned so that a QoS 1/2 publisher is acknowledged only once they are
 //! durable.
 
+use std::cell::Cell;
 use std::sync::{Arc, PoisonError};
 
 use std::num::NonZeroU32;
@@ -19,6 +20,26 @@ use tern_session::{Message, Op, Pending, SessionStore, Subscription, Timestamp};
 
 use super::Broker;
 use super::registry::{SessionCell, SessionKey};
+
+thread_local! {
+    /// Matching's scratch space, one per thread: a match is made and used
+    /// within one synchronous call to [`Broker::route`], so the
+    /// connections need not each keep one, with whatever it grew to
+    /// (docs/performance.md, "Idle connections").
+    static MATCHES: Cell<Matches<SessionKey>> = Cell::new(Matches::default());
+}
+
+/// Runs `f` with this thread's matching scratch space.
+pub(crate) fn with_matches<R>(f: impl FnOnce(&mut Matches<SessionKey>) -> R) -> R {
+    MATCHES.with(|scratch| {
+        // Taken out, not borrowed: a nested use (none today) gets a fresh
+        // one instead of a panic.
+        let mut matches = scratch.take();
+        let result = f(&mut matches);
+        scratch.set(matches);
+        result
+    })
+}
 
 /// What routing one message did.
 #[derive(Debug, Default)]
@@ -83,6 +104,16 @@ fn retained_for(message: &Message, subscription: &Subscription) -> Message {
 }
 
 impl Broker {
+    /// [`Broker::route`] with this thread's matching scratch space.
+    pub(crate) fn route_here(
+        &self,
+        message: Message,
+        publisher: Option<SessionKey>,
+        now: Timestamp,
+    ) -> Routed {
+        with_matches(|matches| self.route(message, publisher, matches, now))
+    }
+
     /// Publishes `message` (from session `publisher`, if any) to every
     /// matching subscription, and stores or clears it as retained.
     pub(crate) fn route(

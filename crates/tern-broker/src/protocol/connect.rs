@@ -113,7 +113,8 @@ impl Protocol {
                 .topic_alias_maximum
                 .unwrap_or(0)
                 .min(self.settings.max_topic_alias_outbound);
-            self.outbound_aliases = super::aliases::OutboundAliases::new(outbound);
+            self.outbound_aliases =
+                (outbound > 0).then(|| Box::new(super::aliases::OutboundAliases::new(outbound)));
         }
         self.keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
         if let Some(will) = connect.will {

@@ -274,8 +274,9 @@ pub struct Protocol {
     pending_will: Option<Box<Will>>,
     /// Inbound topic aliases (index = alias - 1); empty until the first.
     aliases: Vec<Option<ByteString>>,
-    /// Topic aliases assigned in what is sent to the client.
-    outbound_aliases: aliases::OutboundAliases,
+    /// Topic aliases assigned in what is sent to the client; only for a
+    /// client that accepts some (boxed: most never do).
+    outbound_aliases: Option<Box<aliases::OutboundAliases>>,
     /// QoS 1 publishes received and not yet acknowledged.
     unacked_qos1: usize,
     /// The users, ACL and policy in force (swapped by the runtime on reload).
@@ -317,7 +318,7 @@ impl Protocol {
             connack: None,
             pending_will: None,
             aliases: Vec::new(),
-            outbound_aliases: aliases::OutboundAliases::default(),
+            outbound_aliases: None,
             unacked_qos1: 0,
             authorizer: Arc::new(Authorizer::allow_all()),
             user: None,

@@ -27,8 +27,10 @@ impl Protocol {
             // Checked with the whole topic, so that an alias is bound
             // only by a packet that is sent.
             if self.fits_client(&packet) {
-                if let Packet::Publish(publish) = &mut packet {
-                    self.outbound_aliases.apply(publish);
+                if let (Packet::Publish(publish), Some(aliases)) =
+                    (&mut packet, self.outbound_aliases.as_deref_mut())
+                {
+                    aliases.apply(publish);
                 }
                 out.push(Action::Send(packet));
                 continue;

@@ -39,14 +39,16 @@
 //!   turn.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use futures::FutureExt;
 use tern_codec::{ByteString, Decoder, Packet, ProtocolVersion};
-use tern_router::Matches;
 use tern_session::{Pending, SessionStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
@@ -57,7 +59,7 @@ use super::auth::{check_password, log_denial};
 use super::throttle::Throttle;
 use super::transport::{ConnectionInfo, MqttStream};
 use crate::broker::cluster::RouteCommit;
-use crate::broker::registry::{Attachment, SessionCell, SessionKey};
+use crate::broker::registry::{Attachment, SessionCell};
 use crate::broker::{Broker, stopped, wall_clock};
 use crate::metrics::add;
 use crate::protocol::{
@@ -76,13 +78,18 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The same while the server shuts down.
 const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Serves one accepted connection until it closes.
-pub(crate) async fn serve<S: MqttStream>(
+/// The future that serves one connection past its handshakes until it
+/// closes.
+///
+/// Not an `async fn`: the connection's state is built here, so the future
+/// owns it once, rather than keeping its arguments beside it for its
+/// whole life (a known limit of the layout of async functions).
+pub(crate) fn serve<S: MqttStream>(
     broker: Arc<Broker>,
     stream: S,
     info: ConnectionInfo,
     shutdown: watch::Receiver<bool>,
-) {
+) -> impl Future<Output = ()> + Send {
     let connection_id = broker.next_connection_id();
     let span = tracing::info_span!(
         "connection",
@@ -93,16 +100,50 @@ pub(crate) async fn serve<S: MqttStream>(
         username = tracing::field::Empty
     );
     let mut connection = Connection::new(broker, stream, info, connection_id, shutdown);
-    // `run` borrows the connection rather than taking it: a future that
-    // owns a large argument keeps it twice (the argument and the body's
-    // copy), for its whole life.
     async move {
+        // `run` borrows the connection rather than taking it: a future
+        // that owns a large argument keeps it twice.
         connection.run().await;
         // Boxed: it runs once, at the end, and its future is large.
         Box::pin(connection.finish()).await;
     }
     .instrument(span)
-    .await;
+}
+
+/// Makes room for a read of `size` bytes in `read_buf`.
+fn reserve_read_room(read_buf: &mut BytesMut, size: usize) {
+    if read_buf.capacity() - read_buf.len() < size {
+        read_buf.reserve(size);
+    }
+}
+
+/// Reads from `stream` into `read_buf`, with room for `size` bytes. A
+/// stream that tells readiness is first awaited with no room reserved, so
+/// an idle connection holds no receive buffer. Cancel-safe.
+async fn read<S: MqttStream>(
+    stream: &mut S,
+    read_buf: &mut BytesMut,
+    size: usize,
+) -> io::Result<usize> {
+    if !S::READINESS {
+        reserve_read_room(read_buf, size);
+        return stream.read_buf(read_buf).await;
+    }
+    loop {
+        poll_fn(|cx| stream.poll_read_ready(cx)).await?;
+        reserve_read_room(read_buf, size);
+        // Ready: the read does not wait, unless the readiness was stale;
+        // then it is cleared and awaited again.
+        if let Some(read) = stream.read_buf(read_buf).now_or_never() {
+            return read;
+        }
+    }
+}
+
+/// Why a turn's bytes were not all written.
+enum WriteFailure {
+    Io(io::Error),
+    TooSlow(&'static str),
 }
 
 /// What woke the connection.
@@ -140,7 +181,6 @@ struct Connection<S> {
     /// the turn's SUBACKs are written once they are committed, all at
     /// once, so a burst of SUBSCRIBEs costs few Raft rounds.
     route_commits: Vec<RouteCommit>,
-    matches: Matches<SessionKey>,
     shutdown: watch::Receiver<bool>,
     /// The socket failed: nothing more is written.
     broken: bool,
@@ -193,7 +233,6 @@ impl<S: MqttStream> Connection<S> {
             acks: AckQueue::default(),
             own_writes: Vec::new(),
             route_commits: Vec::new(),
-            matches: Matches::new(),
             shutdown,
             broken: false,
             auth_generation,
@@ -215,6 +254,7 @@ impl<S: MqttStream> Connection<S> {
                     // before the keep-alive deadline is looked at again.
                     // One poll (read_buf is cancel-safe): whatever the
                     // stream has ready, TLS and WebSocket included.
+                    reserve_read_room(&mut self.read_buf, self.read_size);
                     match self.stream.read_buf(&mut self.read_buf).now_or_never() {
                         None => {}
                         Some(Ok(0)) => self.process(Input::ConnectionLost).await,
@@ -258,15 +298,20 @@ impl<S: MqttStream> Connection<S> {
 
     /// After a read of `read` bytes was processed: a read that filled the
     /// room it had means more is probably waiting, so the next one gets
-    /// [`READ_CHUNK`]; otherwise the next gets [`MIN_READ`], and a large
-    /// buffer with nothing left in it is released.
+    /// [`READ_CHUNK`]; otherwise the next gets [`MIN_READ`]. A buffer with
+    /// nothing left in it is released when the stream tells readiness (the
+    /// next read allocates once bytes are there; the packets decoded from
+    /// it usually still share it anyway), and otherwise when it is large
+    /// and the read did not fill it.
     fn size_read_buf(&mut self, read: usize) {
-        if read >= self.read_size {
-            self.read_size = READ_CHUNK;
-            return;
-        }
-        self.read_size = MIN_READ;
-        if self.read_buf.is_empty() && self.read_buf.capacity() > MIN_READ {
+        let filled = read >= self.read_size;
+        self.read_size = if filled { READ_CHUNK } else { MIN_READ };
+        let release = if S::READINESS {
+            true
+        } else {
+            !filled && self.read_buf.capacity() > MIN_READ
+        };
+        if release && self.read_buf.is_empty() {
             self.read_buf = BytesMut::new();
         }
     }
@@ -329,9 +374,6 @@ impl<S: MqttStream> Connection<S> {
             throttle,
             ..
         } = self;
-        if read_buf.capacity() - read_buf.len() < *read_size {
-            read_buf.reserve(*read_size);
-        }
         let throttled = throttle.paused_until();
         let deadline = protocol.next_timeout().filter(|_| throttled.is_none());
         let deliveries = cell.as_deref().filter(|_| protocol.is_connected());
@@ -347,25 +389,22 @@ impl<S: MqttStream> Connection<S> {
                 Event::Kicked(kicked)
             }
             (ack, outcome) = acks.next(), if !acks.is_empty() => Event::Acked(ack, outcome),
-            read = stream.read_buf(read_buf), if throttled.is_none() => Event::Read(read),
-            () = async {
-                match throttled {
-                    Some(until) => tokio::time::sleep_until(until.into()).await,
-                    None => std::future::pending().await,
-                }
-            } => Event::ThrottleOver,
+            read = read(stream, read_buf, *read_size), if throttled.is_none() => Event::Read(read),
             () = async {
                 match deliveries {
                     Some(cell) => cell.notify.notified().await,
                     None => std::future::pending().await,
                 }
             } => Event::Deliver,
+            // One timer (each is 112 bytes of every connection's
+            // future): the end of a throttling pause, else the protocol's
+            // next deadline, which waits while the client is paused.
             () = async {
-                match deadline {
+                match throttled.or(deadline) {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
                     None => std::future::pending().await,
                 }
-            } => Event::Tick,
+            } => if throttled.is_some() { Event::ThrottleOver } else { Event::Tick },
         }
     }
 
@@ -483,9 +522,7 @@ impl<S: MqttStream> Connection<S> {
             Action::Send(packet) => self.encode(&packet),
             Action::OpenSession(request) => Box::pin(self.open_session(request)).await,
             Action::Route { message, ack } => {
-                let routed = self
-                    .broker
-                    .route(message, key, &mut self.matches, wall_clock());
+                let routed = self.broker.route_here(message, key, wall_clock());
                 match ack {
                     Some(ack) => {
                         let outcome = if routed.recipients == 0 {
@@ -584,9 +621,7 @@ impl<S: MqttStream> Connection<S> {
         let key = opened.cell.key;
         self.cell = Some(opened.cell);
         if let Some(will) = opened.orphan_will {
-            let routed = self
-                .broker
-                .route(will, Some(key), &mut self.matches, wall_clock());
+            let routed = self.broker.route_here(will, Some(key), wall_clock());
             self.own_writes.extend(routed.pendings);
         }
         tracing::info!(
@@ -615,11 +650,13 @@ impl<S: MqttStream> Connection<S> {
         }
     }
 
-    /// Writes what this turn produced, in one `write_all`, then flushes
-    /// (TLS and WebSocket streams buffer). A client that
-    /// does not read for [`WRITE_TIMEOUT`] is dropped; during shutdown it
-    /// gets [`SHUTDOWN_WRITE_TIMEOUT`] more at most. A failed write marks
-    /// the connection broken; the caller then ends the protocol.
+    /// Writes what this turn produced, then flushes (TLS and WebSocket
+    /// streams buffer). Most turns' bytes fit in the socket's buffer, so
+    /// they are first written without waiting; only the rest, if any, is
+    /// awaited, with a timer: a client that does not read for
+    /// [`WRITE_TIMEOUT`] is dropped, and during shutdown it gets
+    /// [`SHUTDOWN_WRITE_TIMEOUT`] more at most. A failed write marks the
+    /// connection broken; the caller then ends the protocol.
     async fn flush(&mut self) {
         if !self.route_commits.is_empty() {
             futures::future::join_all(std::mem::take(&mut self.route_commits)).await;
@@ -629,35 +666,71 @@ impl<S: MqttStream> Connection<S> {
         }
         if !self.broken {
             let len = self.write_buf.len() as u64;
-            let stream = &mut self.stream;
-            let write_buf = &self.write_buf;
-            let write = tokio::time::timeout(WRITE_TIMEOUT, async move {
-                stream.write_all(write_buf).await?;
-                stream.flush().await
-            });
-            let shutdown = &mut self.shutdown;
-            let grace_over = async {
-                stopped(shutdown).await;
-                tokio::time::sleep(SHUTDOWN_WRITE_TIMEOUT).await;
-            };
-            // Abandoning a partial write is fine: the connection is closed.
-            let written = tokio::select! {
-                written = write => written.map_err(|_| "the client did not read for 10 s"),
-                () = grace_over => Err("the client did not read during shutdown"),
+            let written = match self.write_without_waiting() {
+                Ok(true) => Ok(()),
+                // Boxed: the timers of a slow client's wait would
+                // otherwise be part of every connection's future.
+                Ok(false) => Box::pin(self.write_rest()).await,
+                Err(error) => Err(WriteFailure::Io(error)),
             };
             match written {
-                Ok(Ok(())) => add(&self.broker.metrics.bytes_sent, len),
-                Ok(Err(error)) => {
+                Ok(()) => add(&self.broker.metrics.bytes_sent, len),
+                Err(WriteFailure::Io(error)) => {
                     tracing::debug!(%error, "write failed");
                     self.broken = true;
                 }
-                Err(reason) => {
+                Err(WriteFailure::TooSlow(reason)) => {
                     tracing::info!("closing: {reason}");
                     self.broken = true;
                 }
             }
         }
         self.write_buf.clear();
+    }
+
+    /// Writes and flushes what the stream takes at once; `true` if that
+    /// was everything. What was written leaves `write_buf`.
+    fn write_without_waiting(&mut self) -> io::Result<bool> {
+        // Polled without a waker: if the socket is full, `write_rest`
+        // polls again with the task's own, and the readiness seen
+        // meanwhile is kept by the runtime, so no wake-up is lost.
+        let mut context = Context::from_waker(Waker::noop());
+        let mut stream = Pin::new(&mut self.stream);
+        while !self.write_buf.is_empty() {
+            match stream.as_mut().poll_write(&mut context, &self.write_buf) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(written)) => self.write_buf.advance(written),
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Pending => return Ok(false),
+            }
+        }
+        match stream.poll_flush(&mut context) {
+            Poll::Ready(result) => result.map(|()| true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Writes the rest of `write_buf` and flushes, within the time limits.
+    /// Abandoning a partial write is fine: the connection is then closed.
+    async fn write_rest(&mut self) -> Result<(), WriteFailure> {
+        let stream = &mut self.stream;
+        let write_buf = &self.write_buf;
+        let write = tokio::time::timeout(WRITE_TIMEOUT, async move {
+            stream.write_all(write_buf).await?;
+            stream.flush().await
+        });
+        let shutdown = &mut self.shutdown;
+        let grace_over = async {
+            stopped(shutdown).await;
+            tokio::time::sleep(SHUTDOWN_WRITE_TIMEOUT).await;
+        };
+        tokio::select! {
+            written = write => match written {
+                Ok(result) => result.map_err(WriteFailure::Io),
+                Err(_elapsed) => Err(WriteFailure::TooSlow("the client did not read for 10 s")),
+            },
+            () = grace_over => Err(WriteFailure::TooSlow("the client did not read during shutdown")),
+        }
     }
 
     /// Forgets completed store writes, logging failures.

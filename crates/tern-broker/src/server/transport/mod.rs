@@ -14,8 +14,11 @@ pub(crate) mod proxy;
 pub(crate) mod tls;
 pub(crate) mod websocket;
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -117,13 +120,11 @@ impl Listener {
 
 /// The streams of the four kinds of listener.
 ///
-/// The TLS and WebSocket streams are boxed. Every connection's task is as
-/// large as the largest state of its future, and that includes this enum
-/// (it stays in the future while the connection runs) and the connection
-/// serving the largest stream: unboxed, every plain TCP connection would
-/// carry the room of a TLS session and a WebSocket (docs/performance.md,
-/// "Idle connections"). Boxed, a connection allocates only what its own
-/// stream needs, for one indirection per read and write.
+/// The TLS and WebSocket streams are boxed: a connection's stream lives
+/// inside its connection state, and a WebSocket over TLS inline would
+/// make every TLS connection carry a WebSocket's room, for the price of
+/// one indirection per read and write (docs/performance.md, "Idle
+/// connections").
 enum Established {
     Tcp(Prefixed<TcpStream>),
     Tls(Box<TlsStream<Prefixed<TcpStream>>>),
@@ -140,7 +141,7 @@ enum HandshakeError {
     )]
     Proxy(ProxyReadError),
     #[error("TLS handshake failed: {0}")]
-    Tls(std::io::Error),
+    Tls(io::Error),
     #[error(
         "the client certificate has neither a common name nor a subject alternative name, and \
          use_identity_as_username needs one: issue the client a certificate with a CN"
@@ -155,37 +156,52 @@ enum HandshakeError {
     Timeout(u64),
 }
 
-/// Serves one accepted socket: the listener's handshakes, then MQTT.
-pub(crate) async fn serve_accepted(
+/// A connection past its handshakes, ready to speak MQTT: the future of
+/// [`connection::serve`] for its kind of stream, boxed so that it is
+/// allocated at its own size (a plain TCP connection does not carry the
+/// room of a TLS one) and so that the task around it stays a pointer.
+pub(crate) type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs the listener's handshakes on an accepted socket (PROXY header,
+/// TLS, WebSocket upgrade) within `connect_timeout`, and returns the
+/// connection ready to serve; `None` if a handshake failed (logged) or the
+/// server shuts down.
+///
+/// The caller boxes this future: it is over once the connection runs, and
+/// a TLS handshake's state is several times an idle connection's.
+pub(crate) async fn accept(
     broker: Arc<Broker>,
     listener: Arc<Listener>,
     stream: TcpStream,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> Option<Serving> {
     let seconds = broker.config.connect_timeout;
-    // Boxed: it is over once the connection runs, but a future is as
-    // large as its largest state, and a TLS handshake's is several times
-    // an idle connection's (see `Established`).
     let handshakes = tokio::time::timeout(
         Duration::from_secs(seconds),
-        Box::pin(establish(&listener, &broker, stream, peer)),
+        establish(&listener, &broker, stream, peer),
     );
     let established = tokio::select! {
         established = handshakes => established,
-        () = stopped(&mut shutdown) => return,
+        () = stopped(&mut shutdown) => return None,
     };
     let (stream, info) = match established {
         Ok(Ok(established)) => established,
-        Ok(Err(error)) => return log_refusal(&listener, peer, &error),
-        Err(_elapsed) => return log_refusal(&listener, peer, &HandshakeError::Timeout(seconds)),
+        Ok(Err(error)) => {
+            log_refusal(&listener, peer, &error);
+            return None;
+        }
+        Err(_elapsed) => {
+            log_refusal(&listener, peer, &HandshakeError::Timeout(seconds));
+            return None;
+        }
     };
-    match stream {
-        Established::Tcp(stream) => connection::serve(broker, stream, info, shutdown).await,
-        Established::Tls(stream) => connection::serve(broker, stream, info, shutdown).await,
-        Established::Ws(stream) => connection::serve(broker, stream, info, shutdown).await,
-        Established::Wss(stream) => connection::serve(broker, stream, info, shutdown).await,
-    }
+    Some(match stream {
+        Established::Tcp(stream) => Box::pin(connection::serve(broker, stream, info, shutdown)),
+        Established::Tls(stream) => Box::pin(connection::serve(broker, stream, info, shutdown)),
+        Established::Ws(stream) => Box::pin(connection::serve(broker, stream, info, shutdown)),
+        Established::Wss(stream) => Box::pin(connection::serve(broker, stream, info, shutdown)),
+    })
 }
 
 fn log_refusal(listener: &Listener, peer: SocketAddr, error: &HandshakeError) {
@@ -262,9 +278,32 @@ async fn establish(
 }
 
 /// What a stream must offer to carry MQTT.
-pub(crate) trait MqttStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+pub(crate) trait MqttStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether [`poll_read_ready`](Self::poll_read_ready) tells when a
+    /// read would not wait. Then the connection allocates its receive
+    /// buffer only once bytes are there, so an idle connection holds none.
+    /// TLS and WebSocket streams cannot tell: they decode records and
+    /// frames inside their reads, which need room up front.
+    const READINESS: bool = false;
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MqttStream for S {}
+    /// Ready when a read would not wait; only meaningful with
+    /// [`READINESS`](Self::READINESS).
+    fn poll_read_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl MqttStream for Prefixed<TcpStream> {
+    const READINESS: bool = true;
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Prefixed::poll_read_ready(self, cx)
+    }
+}
+
+impl MqttStream for Box<TlsStream<Prefixed<TcpStream>>> {}
+impl MqttStream for Box<websocket::WsStream<Prefixed<TcpStream>>> {}
+impl MqttStream for Box<websocket::WsStream<TlsStream<Prefixed<TcpStream>>>> {}
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BytesMut};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 /// The longest v1 header, CRLF included (the specification's bound).
 pub(crate) const V1_MAX_LEN: usize = 107;
@@ -257,6 +258,18 @@ impl<S> Prefixed<S> {
     }
 }
 
+impl Prefixed<TcpStream> {
+    /// Ready when a read would not wait: bytes are put back, or the
+    /// socket has some (or an error, or end of stream).
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.prefix.is_empty() {
+            self.inner.poll_read_ready(cx)
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -269,6 +282,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
         let len = self.prefix.len().min(buf.remaining());
         buf.put_slice(&self.prefix[..len]);
         self.prefix.advance(len);
+        if self.prefix.is_empty() {
+            // Not kept for the connection's life once read.
+            self.prefix = BytesMut::new();
+        }
         Poll::Ready(Ok(()))
     }
 }
