@@ -2,6 +2,14 @@
 //! connecting, and a [`ClientSession`] from tern-client, the one client
 //! implementation.
 //!
+//! A socket bound to a source address takes no port at `bind()`
+//! (`IP_BIND_ADDRESS_NO_PORT`): the kernel picks the port at `connect()`,
+//! where any port not already used towards the same broker address will
+//! do. A plain `bind(address, 0)` must find a port free for every
+//! destination, and that search grows with the ports taken: it made the
+//! bench, not the broker, the limit of connection floods past about 14,000
+//! connections (docs/performance.md).
+//!
 //! The bench does not use tern-client's `Client` driver: the driver answers
 //! every publish through a oneshot channel and connects without choosing a
 //! source address. Instead each bench task owns a [`Link`] and runs the
@@ -10,6 +18,7 @@
 //! whole, so a burst of publishes (or of acknowledgments) leaves in one
 //! system call.
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -29,6 +38,47 @@ pub const WRITE_HIGH_WATER: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// How long connecting, subscribing and closing may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds `socket` to `source`. With port 0 the port is left to `connect()`
+/// ([`defer_port`]).
+fn bind_source(socket: &TcpSocket, source: SocketAddr) -> io::Result<()> {
+    if source.port() == 0 {
+        defer_port(socket)?;
+    }
+    socket.bind(source)
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT` (Linux 4.2 and later) on `socket`, so that
+/// binding it to port 0 reserves no port. socket2 0.6 has no call for it.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn defer_port(socket: &TcpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    let enable: libc::c_int = 1;
+    // SAFETY: the descriptor belongs to `socket`, which outlives the call;
+    // the option value points to a live c_int and its size is passed.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&raw const enable).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere `bind()` takes a port as before.
+#[cfg(not(target_os = "linux"))]
+fn defer_port(_socket: &TcpSocket) -> io::Result<()> {
+    Ok(())
+}
 
 /// An MQTT connection driven by a bench task.
 pub struct Link {
@@ -67,9 +117,7 @@ impl Link {
         }
         .map_err(BenchError::Socket)?;
         if let Some(source) = source {
-            socket
-                .bind(source)
-                .map_err(|error| BenchError::Bind(source, error))?;
+            bind_source(&socket, source).map_err(|error| BenchError::Bind(source, error))?;
         }
         let stream = timeout(HANDSHAKE_TIMEOUT, socket.connect(target))
             .await
@@ -235,5 +283,37 @@ impl Link {
         .await
         .map_err(|_| BenchError::Timeout("closing"))?
         .map_err(BenchError::Io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_source_bound_socket_takes_its_port_at_connect() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = TcpSocket::new_v4().unwrap();
+        bind_source(&socket, "127.0.0.2:0".parse().unwrap()).unwrap();
+        // Bound to the address, but no port reserved yet.
+        assert_eq!(socket.local_addr().unwrap().port(), 0);
+        let stream = socket
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let local = stream.local_addr().unwrap();
+        assert_eq!(local.ip().to_string(), "127.0.0.2");
+        assert_ne!(local.port(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_source_with_a_port_keeps_it() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        drop(taken);
+        let socket = TcpSocket::new_v4().unwrap();
+        bind_source(&socket, SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+        assert_eq!(socket.local_addr().unwrap().port(), port);
     }
 }

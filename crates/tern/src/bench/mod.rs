@@ -134,7 +134,9 @@ pub struct BenchArgs {
     #[arg(short = 't', long)]
     pub topic: Option<String>,
     /// Local addresses to connect from, in turn (for example
-    /// 127.0.0.1,127.0.0.2), to hold more connections than one address has ports.
+    /// 127.0.0.1,127.0.0.2), to hold more connections than one address has
+    /// ports [default: `conn` against 127.x with more than 10,000
+    /// connections spreads them over 127.0.0.1, 127.0.0.2, ...].
     #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
     pub source_addresses: Vec<IpAddr>,
     /// Keep alive in seconds.

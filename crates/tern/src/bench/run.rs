@@ -7,7 +7,7 @@
 //! `JoinSet`, watch the run's [`Phase`], and are joined before the report is
 //! made.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -34,6 +34,10 @@ use crate::connection::qos;
 const SETUP_CONCURRENCY: usize = 64;
 /// Error messages kept in the report.
 const ERROR_SAMPLES: usize = 5;
+/// Connections per source address when `conn` picks its own addresses:
+/// below the 14,000 even ports of the default ephemeral range, which Linux
+/// tries first for `connect()` (it scans them all before the odd ones).
+const CONNECTIONS_PER_SOURCE: usize = 10_000;
 
 /// Who connects, to what, and who expects whose messages.
 struct Plan {
@@ -86,6 +90,26 @@ impl Plan {
     }
 }
 
+/// The addresses to connect from: `--source-addresses`, or, for `conn`
+/// against a broker on an IPv4 loopback address, as many of 127.0.0.1,
+/// 127.0.0.2, ... as keep [`CONNECTIONS_PER_SOURCE`] or fewer on each
+/// (Linux routes all of 127.0.0.0/8 to the loopback interface). Empty: the
+/// kernel chooses.
+fn source_addresses(args: &BenchArgs, target: SocketAddr, connections: usize) -> Vec<IpAddr> {
+    if !args.source_addresses.is_empty() {
+        return args.source_addresses.clone();
+    }
+    let loopback_v4 = matches!(target.ip(), IpAddr::V4(ip) if ip.is_loopback());
+    if args.scenario != Scenario::Conn || !loopback_v4 || connections <= CONNECTIONS_PER_SOURCE {
+        return Vec::new();
+    }
+    // At most 127.0.0.254: 2.5 million connections.
+    let count = connections.div_ceil(CONNECTIONS_PER_SOURCE).min(254) as u8;
+    (1..=count)
+        .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+        .collect()
+}
+
 /// A random-enough run id: the clock's nanoseconds mixed with the process id.
 fn run_id() -> u32 {
     let nanos = super::payload::now_ns();
@@ -98,7 +122,7 @@ fn run_id() -> u32 {
 /// `kind` and `first` make client ids and source addresses distinct.
 async fn connect_all(
     args: &BenchArgs,
-    target: SocketAddr,
+    (target, sources): (SocketAddr, &[IpAddr]),
     run: u32,
     filters: Vec<Option<String>>,
     (kind, first): (char, usize),
@@ -117,7 +141,6 @@ async fn connect_all(
                 links[i] = Some(link);
             }
         }
-        let sources = &args.source_addresses;
         let source = (!sources.is_empty())
             .then(|| SocketAddr::new(sources[(first + index) % sources.len()], 0));
         let client_id = format!("tb-{run:08x}-{kind}{index}");
@@ -207,12 +230,20 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Report> {
     // Subscribers first, so that they miss nothing.
     let setup_started = Instant::now();
     let subscriptions = plan.subscriptions.clone();
-    let sub_links = connect_all(args, target, run, subscriptions, ('s', 0)).await;
+    let sources = source_addresses(args, target, subscriptions.len() + publishers);
+    let sub_links = connect_all(args, (target, &sources), run, subscriptions, ('s', 0)).await;
     if args.settle > 0.0 {
         sleep(Duration::from_secs_f64(args.settle)).await;
     }
     let no_filters = vec![None; publishers];
-    let pub_links = connect_all(args, pub_target, run, no_filters, ('p', sub_links.len())).await;
+    let pub_links = connect_all(
+        args,
+        (pub_target, &sources),
+        run,
+        no_filters,
+        ('p', sub_links.len()),
+    )
+    .await;
     let setup_time = (setup_started.elapsed().as_secs_f64() - args.settle.max(0.0)).max(0.0);
     let mut error_samples = Vec::new();
     let sub_links = sort_out(sub_links, &mut error_samples);
@@ -482,6 +513,23 @@ mod tests {
         assert_eq!(plan.receivers, 0);
         let (_, plan) = plan_of(&["sub"]);
         assert_eq!(plan.subscriptions, [Some("tern-bench/#".to_string())]);
+    }
+
+    #[test]
+    fn conn_spreads_a_large_count_over_loopback_addresses() {
+        let loopback: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+        let (args, _) = plan_of(&["conn", "-c", "19000"]);
+        let sources = source_addresses(&args, loopback, 19_000);
+        assert_eq!(sources.len(), 2);
+        assert_eq!(sources[1].to_string(), "127.0.0.2");
+        // Few connections, another scenario or a remote broker: the kernel chooses.
+        assert!(source_addresses(&args, loopback, 5_000).is_empty());
+        assert!(source_addresses(&args, "10.0.0.1:1883".parse().unwrap(), 19_000).is_empty());
+        let (pairs, _) = plan_of(&["pairs", "-c", "19000"]);
+        assert!(source_addresses(&pairs, loopback, 38_000).is_empty());
+        // Addresses given on the command line win.
+        let (given, _) = plan_of(&["conn", "-c", "19000", "--source-addresses", "127.0.0.9"]);
+        assert_eq!(source_addresses(&given, loopback, 19_000).len(), 1);
     }
 
     #[test]
