@@ -188,6 +188,10 @@ struct Connection<S> {
     auth_generation: u64,
     /// `max_message_rate` and `max_bytes_rate` of this client.
     throttle: Throttle,
+    /// The time of this turn: read once when the connection wakes (and
+    /// again after a rare action that waited), not for every packet of a
+    /// burst; a turn lasts microseconds.
+    now: Now,
 }
 
 impl<S: MqttStream> Connection<S> {
@@ -237,14 +241,28 @@ impl<S: MqttStream> Connection<S> {
             broken: false,
             auth_generation,
             throttle,
+            now: Now {
+                instant: now,
+                wall: wall_clock(),
+            },
         }
+    }
+
+    /// Reads the clock for the turn that starts.
+    fn read_clock(&mut self) {
+        self.now = Now {
+            instant: Instant::now(),
+            wall: wall_clock(),
+        };
     }
 
     /// Serves the connection until the protocol closes it.
     async fn run(&mut self) {
         tracing::debug!("accepted");
         while !self.protocol.is_closed() {
-            match self.next_event().await {
+            let event = self.next_event().await;
+            self.read_clock();
+            match event {
                 Event::Read(Ok(0)) => self.process(Input::ConnectionLost).await,
                 Event::Read(Ok(read)) => self.on_read(read).await,
                 Event::ThrottleOver => {
@@ -338,7 +356,7 @@ impl<S: MqttStream> Connection<S> {
     /// `read` bytes arrived: count them against the byte rate, then decode.
     async fn on_read(&mut self, read: usize) {
         add(&self.broker.metrics.bytes_received, read as u64);
-        self.throttle.read(read, Instant::now());
+        self.throttle.read(read, self.now.instant);
         self.decode_and_process().await;
         self.size_read_buf(read);
     }
@@ -431,7 +449,7 @@ impl<S: MqttStream> Connection<S> {
                 match &mut packet {
                     Packet::Publish(_) => {
                         add(&self.broker.metrics.messages_received, 1);
-                        self.throttle.publish(Instant::now());
+                        self.throttle.publish(self.now.instant);
                     }
                     // The listener vouches for the certificate's name:
                     // the protocol (and authentication) see it as the
@@ -478,6 +496,9 @@ impl<S: MqttStream> Connection<S> {
             let Some(input) = self.inputs.pop_front() else {
                 break;
             };
+            // It follows an action that waited (a session to open, a
+            // password to check).
+            self.read_clock();
             self.step(input);
         }
     }
@@ -485,10 +506,7 @@ impl<S: MqttStream> Connection<S> {
     /// One protocol step, with the session locked; the session's changes
     /// are submitted to the store before the lock is released.
     fn step(&mut self, input: Input) {
-        let now = Now {
-            instant: Instant::now(),
-            wall: wall_clock(),
-        };
+        let now = self.now;
         let generation = self.broker.auth.generation();
         if generation != self.auth_generation {
             self.auth_generation = generation;
@@ -522,7 +540,7 @@ impl<S: MqttStream> Connection<S> {
             Action::Send(packet) => self.encode(&packet),
             Action::OpenSession(request) => Box::pin(self.open_session(request)).await,
             Action::Route { message, ack } => {
-                let routed = self.broker.route_here(message, key, wall_clock());
+                let routed = self.broker.route_here(message, key, self.now.wall);
                 match ack {
                     Some(ack) => {
                         let outcome = if routed.recipients == 0 {
@@ -578,7 +596,7 @@ impl<S: MqttStream> Connection<S> {
                     }
                     let pending =
                         self.broker
-                            .send_retained(cell, &filter, &subscription, wall_clock());
+                            .send_retained(cell, &filter, &subscription, self.now.wall);
                     self.own_writes.extend(pending);
                 }
             }
@@ -621,7 +639,7 @@ impl<S: MqttStream> Connection<S> {
         let key = opened.cell.key;
         self.cell = Some(opened.cell);
         if let Some(will) = opened.orphan_will {
-            let routed = self.broker.route_here(will, Some(key), wall_clock());
+            let routed = self.broker.route_here(will, Some(key), self.now.wall);
             self.own_writes.extend(routed.pendings);
         }
         tracing::info!(

@@ -38,7 +38,7 @@ pub fn sessions_round_trip<H: Harness>(mut harness: H) {
     will.retain = true;
     will.properties_mut().message_expiry_interval = Some(50);
     will.properties_mut().user_properties = vec![("origin".into(), "conformance".into())];
-    rich.will = Some(Will::new(will, 15));
+    rich.will = Some(Box::new(Will::new(will, 15)));
     let plain = record("plain", SessionExpiry::Never, None);
     write(&store, vec![put(rich.clone()), put(plain.clone())]);
     let ids = store.client_ids().expect("client ids");

@@ -13,6 +13,10 @@ impl Session {
     /// queued and taken for delivery in the same span is not written twice:
     /// its `Enqueue` and `Dequeue` cancel out.
     pub fn take_changes(&mut self) -> Vec<Op> {
+        if self.changes.is_empty() {
+            // The usual case, and called for every protocol step.
+            return Vec::new();
+        }
         let mut changes = std::mem::take(&mut self.changes);
         let enqueued: HashSet<u64> = changes
             .iter()

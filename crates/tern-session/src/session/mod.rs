@@ -214,7 +214,7 @@ impl Session {
         will: Option<Will>,
     ) -> Vec<Resend> {
         self.record.disconnected_at = None;
-        self.record.will = will;
+        self.record.will = will.map(Box::new);
         self.in_flight.set_limit(max_inflight_messages);
         self.journal_record();
         self.in_flight
@@ -420,7 +420,7 @@ impl Session {
 
     /// The will, if the connection set one and it is not yet published.
     pub fn will(&self) -> Option<&Will> {
-        self.record.will.as_ref()
+        self.record.will.as_deref()
     }
 
     /// Discards the will (a normal DISCONNECT).
@@ -434,7 +434,7 @@ impl Session {
     /// the session, counted from the disconnection. `None` while connected.
     pub fn will_due_at(&self) -> Option<Timestamp> {
         let disconnected_at = self.record.disconnected_at?;
-        let will = self.record.will.as_ref()?;
+        let will = self.record.will.as_deref()?;
         let due = disconnected_at.saturating_add_secs(will.delay);
         Some(self.expires_at().map_or(due, |end| due.min(end)))
     }
@@ -454,7 +454,7 @@ impl Session {
     pub fn take_will(&mut self) -> Option<Will> {
         let will = self.record.will.take()?;
         self.journal_record();
-        Some(will)
+        Some(*will)
     }
 
     /// Drops every queued message expired at `now`, wherever it is in the

@@ -34,8 +34,9 @@ pub struct SessionRecord {
     pub disconnected_at: Option<Timestamp>,
     /// The subscriptions.
     pub subscriptions: BTreeMap<TopicFilter, Subscription>,
-    /// The will message, until published or discarded.
-    pub will: Option<Will>,
+    /// The will message, until published or discarded (boxed: most
+    /// sessions have none, and every session holds its record).
+    pub will: Option<Box<Will>>,
 }
 
 impl SessionRecord {
@@ -146,7 +147,7 @@ impl Op {
             )));
         }
         let publish = match self {
-            Self::PutSession(record) => record.will.as_ref().map(Will::publish),
+            Self::PutSession(record) => record.will.as_deref().map(Will::publish),
             Self::Enqueue { message, .. } | Self::PutRetained(message) => Some(message.publish()),
             Self::PutInFlight { entry, .. } => entry.message().map(Message::publish),
             _ => None,

@@ -273,7 +273,7 @@ pub(crate) fn decode_session(client_id: ByteString, bytes: &[u8]) -> DecodeResul
         expiry,
         disconnected_at: (flags & DISCONNECTED != 0).then_some(Timestamp::from_millis(at)),
         subscriptions,
-        will,
+        will: will.map(Box::new),
     })
 }
 

@@ -88,7 +88,7 @@ fn rich_session() -> SessionRecord {
         expiry: SessionExpiry::After(3600),
         disconnected_at: Some(Timestamp::from_millis(1_000)),
         subscriptions,
-        will: Some(Will::new(rich_will(), 30)),
+        will: Some(Box::new(Will::new(rich_will(), 30))),
     }
 }
 
