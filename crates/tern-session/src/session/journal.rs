@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use tern_codec::QoS;
+use tern_codec::{ByteString, QoS};
 
 use super::{Queued, Session};
 use crate::store::Op;
@@ -76,8 +76,19 @@ impl Session {
         ops
     }
 
-    pub(super) fn journal(&mut self, op: Op) {
-        if self.record.expiry.is_persistent() {
+    /// Whether the store keeps this session's changes: only a persistent
+    /// session's. A clean session's changes are not even built.
+    pub(super) fn is_journaled(&self) -> bool {
+        self.record.expiry.is_persistent()
+    }
+
+    /// Records a change for the store, built by `op` from the client
+    /// identifier, only if [`is_journaled`](Self::is_journaled): on the
+    /// delivery path of a clean session, building it (a message's clone,
+    /// the client identifier's) and dropping it was a tenth of the work.
+    pub(super) fn journal(&mut self, op: impl FnOnce(ByteString) -> Op) {
+        if self.is_journaled() {
+            let op = op(self.record.client_id.clone());
             self.changes.push(op);
         }
     }
@@ -92,11 +103,8 @@ impl Session {
     /// Records the removal of a queued message that was stored.
     pub(super) fn journal_removed(&mut self, queued: &Queued) {
         if queued.message.qos() != QoS::AtMostOnce {
-            let client_id = self.record.client_id.clone();
-            self.journal(Op::Dequeue {
-                client_id,
-                seq: queued.seq,
-            });
+            let seq = queued.seq;
+            self.journal(|client_id| Op::Dequeue { client_id, seq });
         }
     }
 }

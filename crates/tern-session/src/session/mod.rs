@@ -272,7 +272,7 @@ impl Session {
     /// Queues `message` for delivery, applying the queue's drop policy.
     /// Returns why a message was dropped, if one was.
     pub fn enqueue(&mut self, message: Message) -> Option<DropReason> {
-        let store = message.qos() != QoS::AtMostOnce;
+        let store = message.qos() != QoS::AtMostOnce && self.is_journaled();
         let message_for_store = store.then(|| message.clone());
         let pushed = self.queue.push(message);
         let mut reason = None;
@@ -283,8 +283,7 @@ impl Session {
             }
         }
         if let (Some(seq), Some(message)) = (pushed.seq, message_for_store) {
-            let client_id = self.record.client_id.clone();
-            self.journal(Op::Enqueue {
+            self.journal(|client_id| Op::Enqueue {
                 client_id,
                 seq,
                 message,
@@ -322,12 +321,9 @@ impl Session {
         } else {
             InFlight::AwaitingPubRec(queued.message)
         };
-        let client_id = self.record.client_id.clone();
-        self.journal(Op::Dequeue {
-            client_id: client_id.clone(),
-            seq: queued.seq,
-        });
-        self.journal(Op::PutInFlight {
+        let seq = queued.seq;
+        self.journal(|client_id| Op::Dequeue { client_id, seq });
+        self.journal(|client_id| Op::PutInFlight {
             client_id,
             packet_id,
             entry: entry.clone(),
@@ -353,8 +349,7 @@ impl Session {
                 return false;
             }
             self.in_flight.remove(packet_id);
-            let client_id = self.record.client_id.clone();
-            self.journal(Op::RemoveInFlight {
+            self.journal(|client_id| Op::RemoveInFlight {
                 client_id,
                 packet_id,
             });
@@ -370,8 +365,7 @@ impl Session {
         ack: Acknowledgement,
     ) -> Result<AckOutcome, SessionError> {
         let outcome = self.in_flight.acknowledge(packet_id, ack)?;
-        let client_id = self.record.client_id.clone();
-        self.journal(match outcome {
+        self.journal(|client_id| match outcome {
             AckOutcome::Completed => Op::RemoveInFlight {
                 client_id,
                 packet_id,
@@ -390,8 +384,7 @@ impl Session {
     pub fn receive_qos2(&mut self, packet_id: PacketId) -> bool {
         let new = self.incoming_qos2.insert(packet_id);
         if new {
-            let client_id = self.record.client_id.clone();
-            self.journal(Op::PutIncomingQos2 {
+            self.journal(|client_id| Op::PutIncomingQos2 {
                 client_id,
                 packet_id,
             });
@@ -404,8 +397,7 @@ impl Session {
     pub fn release_qos2(&mut self, packet_id: PacketId) -> bool {
         let known = self.incoming_qos2.remove(&packet_id);
         if known {
-            let client_id = self.record.client_id.clone();
-            self.journal(Op::RemoveIncomingQos2 {
+            self.journal(|client_id| Op::RemoveIncomingQos2 {
                 client_id,
                 packet_id,
             });
