@@ -6,7 +6,7 @@
 //! needs the message) until PUBCOMP. A PUBREC carrying an error reason code
 //! ends the exchange at once (MQTT 5 §4.3.3).
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use crate::{Message, SessionError};
 use tern_codec::PacketId;
@@ -75,10 +75,21 @@ pub enum AckOutcome {
 }
 
 /// The in-flight window of one session: at most `limit` entries (the
-/// client's Receive Maximum), keyed by packet identifier.
+/// client's Receive Maximum), in the order they were sent.
+///
+/// Two queues side by side rather than a map: MQTT has a client
+/// acknowledge in the order it received (MQTT 5 §4.6), so the entry
+/// acknowledged is almost always the first, found and removed in constant
+/// time without moving the others. A client acknowledging out of order
+/// costs a scan of `ids`, at most `limit` 2-byte identifiers; a map
+/// keyed by identifier cost a search and a shift of ~100-byte entries for
+/// every acknowledgement (a tenth of a QoS 1 fan-out's profile).
 #[derive(Debug, Clone)]
 pub struct InFlightWindow {
-    entries: BTreeMap<PacketId, InFlight>,
+    /// The packet identifiers, oldest first.
+    ids: VecDeque<PacketId>,
+    /// The entry of each identifier, at the same index.
+    entries: VecDeque<InFlight>,
     /// The identifier tried first by the next allocation.
     next_id: u16,
     limit: u16,
@@ -88,7 +99,8 @@ impl InFlightWindow {
     /// An empty window admitting `limit` messages (at least 1).
     pub fn new(limit: u16) -> Self {
         Self {
-            entries: BTreeMap::new(),
+            ids: VecDeque::new(),
+            entries: VecDeque::new(),
             next_id: 1,
             limit: limit.max(1),
         }
@@ -96,12 +108,12 @@ impl InFlightWindow {
 
     /// Number of messages in flight.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.ids.len()
     }
 
     /// True when nothing is in flight.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.ids.is_empty()
     }
 
     /// Changes the limit (a new connection's Receive Maximum). Entries over
@@ -112,17 +124,27 @@ impl InFlightWindow {
 
     /// True when another message may be sent.
     pub fn has_room(&self) -> bool {
-        self.entries.len() < usize::from(self.limit)
+        self.ids.len() < usize::from(self.limit)
+    }
+
+    /// Where `packet_id` is, looking from the oldest.
+    fn position(&self, packet_id: PacketId) -> Option<usize> {
+        let (front, back) = self.ids.as_slices();
+        front.iter().position(|id| *id == packet_id).or_else(|| {
+            back.iter()
+                .position(|id| *id == packet_id)
+                .map(|index| front.len() + index)
+        })
     }
 
     /// The entry for `packet_id`.
     pub fn get(&self, packet_id: PacketId) -> Option<&InFlight> {
-        self.entries.get(&packet_id)
+        self.entries.get(self.position(packet_id)?)
     }
 
-    /// The entries in packet identifier order.
+    /// The entries, oldest first (the order to send them again in).
     pub fn iter(&self) -> impl Iterator<Item = (PacketId, &InFlight)> {
-        self.entries.iter().map(|(id, entry)| (*id, entry))
+        self.ids.iter().copied().zip(self.entries.iter())
     }
 
     /// Allocates a free packet identifier: the one after the last
@@ -136,7 +158,7 @@ impl InFlightWindow {
             let candidate = PacketId::new(self.next_id);
             self.next_id = self.next_id.checked_add(1).unwrap_or(1);
             if let Some(id) = candidate
-                && !self.entries.contains_key(&id)
+                && self.position(id).is_none()
             {
                 return Some(id);
             }
@@ -144,14 +166,47 @@ impl InFlightWindow {
         None
     }
 
-    /// Records `entry` under `packet_id`, replacing any entry there.
+    /// Records `entry` under `packet_id`, replacing any entry there; a new
+    /// one is the newest.
     pub fn insert(&mut self, packet_id: PacketId, entry: InFlight) {
-        self.entries.insert(packet_id, entry);
+        match self.position(packet_id) {
+            Some(index) => self.entries[index] = entry,
+            None => {
+                self.ids.push_back(packet_id);
+                self.entries.push_back(entry);
+            }
+        }
+    }
+
+    /// Records `entry` under `packet_id`, just allocated: the newest, with
+    /// no search for an entry to replace.
+    pub fn push(&mut self, packet_id: PacketId, entry: InFlight) {
+        debug_assert!(
+            self.position(packet_id).is_none(),
+            "{packet_id:?} is in use"
+        );
+        self.ids.push_back(packet_id);
+        self.entries.push_back(entry);
     }
 
     /// Removes the entry for `packet_id`, whatever its state.
     pub fn remove(&mut self, packet_id: PacketId) -> Option<InFlight> {
-        self.entries.remove(&packet_id)
+        let index = self.position(packet_id)?;
+        Some(self.remove_at(index))
+    }
+
+    fn remove_at(&mut self, index: usize) -> InFlight {
+        self.ids.remove(index);
+        let entry = self
+            .entries
+            .remove(index)
+            .expect("ids and entries have the same length");
+        if self.ids.is_empty() {
+            // Not kept by an idle session, as a map's nodes would not be.
+            self.ids = VecDeque::new();
+            self.entries = VecDeque::new();
+        }
+        entry
     }
 
     /// Applies an acknowledgement from the client.
@@ -160,9 +215,10 @@ impl InFlightWindow {
         packet_id: PacketId,
         ack: Acknowledgement,
     ) -> Result<AckOutcome, SessionError> {
-        let Some(entry) = self.entries.get_mut(&packet_id) else {
+        let Some(index) = self.position(packet_id) else {
             return Err(SessionError::PacketIdNotFound { packet_id, ack });
         };
+        let entry = &mut self.entries[index];
         let outcome = match (entry.state(), ack) {
             (InFlightState::AwaitingPubAck, Acknowledgement::PubAck)
             | (InFlightState::AwaitingPubRec, Acknowledgement::PubRecError)
@@ -179,7 +235,7 @@ impl InFlightWindow {
                 });
             }
         };
-        self.entries.remove(&packet_id);
+        self.remove_at(index);
         Ok(outcome)
     }
 }
@@ -238,7 +294,8 @@ mod tests {
     fn every_identifier_in_use_allocates_nothing() {
         let mut window = InFlightWindow::new(u16::MAX);
         for value in 1..=u16::MAX {
-            window.insert(id(value), InFlight::AwaitingPubComp);
+            window.ids.push_back(id(value));
+            window.entries.push_back(InFlight::AwaitingPubComp);
         }
         window.set_limit(u16::MAX);
         assert_eq!(window.allocate(), None);
@@ -297,5 +354,44 @@ mod tests {
             Ok(AckOutcome::Completed)
         );
         assert!(window.get(id(9)).is_none());
+    }
+
+    #[test]
+    fn acknowledgements_out_of_order_find_their_entry() {
+        let mut window = InFlightWindow::new(10);
+        for value in 1..=4 {
+            let packet_id = window.allocate().expect("room left");
+            assert_eq!(packet_id, id(value));
+            window.insert(packet_id, InFlight::AwaitingPubAck(message()));
+        }
+        assert_eq!(
+            window.acknowledge(id(3), Acknowledgement::PubAck),
+            Ok(AckOutcome::Completed)
+        );
+        assert_eq!(
+            window.acknowledge(id(1), Acknowledgement::PubAck),
+            Ok(AckOutcome::Completed)
+        );
+        let left: Vec<u16> = window
+            .iter()
+            .map(|(packet_id, _)| packet_id.get())
+            .collect();
+        assert_eq!(left, [2, 4], "the rest, oldest first");
+        assert_eq!(window.allocate(), Some(id(5)));
+    }
+
+    #[test]
+    fn entries_come_out_in_the_order_they_were_sent_across_the_wrap() {
+        let mut window = InFlightWindow::new(10);
+        window.next_id = 65_534;
+        for _ in 0..4 {
+            let packet_id = window.allocate().expect("room left");
+            window.insert(packet_id, InFlight::AwaitingPubComp);
+        }
+        let order: Vec<u16> = window
+            .iter()
+            .map(|(packet_id, _)| packet_id.get())
+            .collect();
+        assert_eq!(order, [65_534, 65_535, 1, 2]);
     }
 }

@@ -328,7 +328,7 @@ impl Session {
             packet_id,
             entry: entry.clone(),
         });
-        self.in_flight.insert(packet_id, entry);
+        self.in_flight.push(packet_id, entry);
         Some(publish)
     }
 
