@@ -95,6 +95,7 @@ pub(crate) fn serve<S: MqttStream>(
         "connection",
         peer = %info.peer,
         listener = %info.listener,
+        identity = info.identity.as_deref(),
         connection_id,
         client_id = tracing::field::Empty,
         username = tracing::field::Empty
@@ -160,7 +161,10 @@ enum Event {
 struct Connection<S> {
     broker: Arc<Broker>,
     stream: S,
-    info: ConnectionInfo,
+    /// The verified client certificate's name when the listener makes it
+    /// the user name (`use_identity_as_username`); the rest of the
+    /// [`ConnectionInfo`] is in the span or applied at the start.
+    certificate_user: Option<Box<str>>,
     connection_id: u64,
     protocol: Protocol,
     decoder: Decoder,
@@ -210,8 +214,9 @@ impl<S: MqttStream> Connection<S> {
         protocol.set_authorizer(broker.auth.current());
         // A listener with `use_identity_as_username` vouches for the
         // client certificate's name: no password is asked for it.
-        if let Some(name) = info.username_override() {
-            protocol.set_verified_user(ByteString::from(name));
+        let certificate_user = info.username_override().map(Box::from);
+        if let Some(name) = &certificate_user {
+            protocol.set_verified_user(ByteString::from(&**name));
         }
         // A listener's own `allow_anonymous` beats the broker-wide one.
         if let Some(allow) = info.allow_anonymous {
@@ -224,7 +229,7 @@ impl<S: MqttStream> Connection<S> {
             decoder: Decoder::new(ProtocolVersion::V3_1_1, max_packet_size),
             broker,
             stream,
-            info,
+            certificate_user,
             connection_id,
             read_buf: BytesMut::new(),
             read_size: MIN_READ,
@@ -455,8 +460,8 @@ impl<S: MqttStream> Connection<S> {
                     // the protocol (and authentication) see it as the
                     // user name, whatever the client sent.
                     Packet::Connect(connect) => {
-                        if let Some(name) = self.info.username_override() {
-                            connect.username = Some(ByteString::from(name));
+                        if let Some(name) = &self.certificate_user {
+                            connect.username = Some(ByteString::from(&**name));
                         }
                         if let Some(name) = &connect.username {
                             tracing::Span::current().record("username", &**name);
@@ -643,7 +648,6 @@ impl<S: MqttStream> Connection<S> {
             self.own_writes.extend(routed.pendings);
         }
         tracing::info!(
-            identity = self.info.identity.as_deref(),
             clean_start = request.clean_start,
             session_present = opened.session_present,
             "client connected"

@@ -1,5 +1,7 @@
-//! The accept loop of one listener. It owns the tasks of the connections
-//! it accepted (a `JoinSet`) and joins them before it ends.
+//! The accept loop of one listener. It tracks the tasks of the connections
+//! it accepted (a `TaskTracker`: no allocation per task, unlike a
+//! `JoinSet`'s entry, which every idle connection would hold) and waits
+//! for them before it ends.
 //!
 //! Floods and exhaustion:
 //! - with `max_connections` set, each connection holds a permit of the
@@ -25,9 +27,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, watch};
-use tokio::task::{JoinError, JoinSet};
+use tokio_util::task::TaskTracker;
 
 use super::transport::{self, Listener};
 use crate::broker::{Broker, stopped};
@@ -46,7 +49,7 @@ pub(crate) async fn accept_loop(
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut connections = JoinSet::new();
+    let connections = TaskTracker::new();
     let signal = shutdown.clone();
     let mut accept_errors = RateLimited::default();
     let mut refusals = RateLimited::default();
@@ -100,9 +103,8 @@ pub(crate) async fn accept_loop(
                     let broker = Arc::clone(&broker);
                     let listener = Arc::clone(&listener);
                     let signal = signal.clone();
-                    connections.spawn(connection_task(
-                        broker, listener, stream, peer, signal, permits,
-                    ));
+                    let task = connection_task(broker, listener, stream, peer, signal, permits);
+                    connections.spawn(std::panic::AssertUnwindSafe(task).catch_unwind().map(log_panic));
                 }
                 Err(error) => {
                     let exhausted = is_resource_exhaustion(&error);
@@ -116,13 +118,11 @@ pub(crate) async fn accept_loop(
                     }
                 }
             },
-            Some(joined) = connections.join_next(), if !connections.is_empty() => log_join(joined),
         }
     }
     drop(socket);
-    while let Some(joined) = connections.join_next().await {
-        log_join(joined);
-    }
+    connections.close();
+    connections.wait().await;
 }
 
 /// The task of one accepted connection; it holds its connection slots
@@ -220,9 +220,11 @@ impl RateLimited {
     }
 }
 
-fn log_join(joined: Result<(), JoinError>) {
-    if let Err(error) = joined {
-        tracing::error!(%error, "a connection task failed; this is a bug, please report it");
+/// A connection's task panicked: a bug, whatever the client sent. The
+/// other connections go on.
+fn log_panic(result: std::thread::Result<()>) {
+    if result.is_err() {
+        tracing::error!("a connection task panicked; this is a bug, please report it");
     }
 }
 
@@ -238,10 +240,10 @@ mod tests {
     const TASK_LIMIT: usize = 256;
     /// Bound of the future serving a plain TCP connection past its
     /// handshakes ([`connection::serve`]), in bytes: its state and the
-    /// largest state of its loop. 1,504 in a debug build on 2026-12-07;
+    /// largest state of its loop. 1,464 in a debug build on 2026-12-07;
     /// the task and this together were 2,592 on 2026-11-25, and 16,256
     /// before the profile of docs/performance.md, "Idle connections".
-    const SERVING_LIMIT: usize = 1_664;
+    const SERVING_LIMIT: usize = 1_600;
 
     #[test]
     fn logs_at_most_once_per_interval_and_counts_the_rest() {

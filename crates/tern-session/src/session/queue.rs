@@ -102,7 +102,8 @@ pub struct MessageQueue {
     capacity: usize,
     next_seq: u64,
     qos0_len: usize,
-    drops: DropCounters,
+    /// Allocated at the first drop: most sessions never drop.
+    drops: Option<Box<DropCounters>>,
 }
 
 impl MessageQueue {
@@ -126,7 +127,7 @@ impl MessageQueue {
             capacity: capacity.max(1),
             next_seq,
             qos0_len,
-            drops: DropCounters::default(),
+            drops: None,
         }
     }
 
@@ -147,12 +148,12 @@ impl MessageQueue {
 
     /// Drops counted so far.
     pub fn drops(&self) -> DropCounters {
-        self.drops
+        self.drops.as_deref().copied().unwrap_or_default()
     }
 
     /// Counts a drop of a message that already left the queue.
     pub(super) fn count_drop(&mut self, reason: DropReason) {
-        self.drops.count(reason);
+        self.drops.get_or_insert_default().count(reason);
     }
 
     /// The next message to deliver, without removing it.
@@ -177,7 +178,9 @@ impl MessageQueue {
                 index.map(|index| (index, DropReason::QueueFullQos0))
             } else if message.qos() == QoS::AtMostOnce {
                 let seq = self.take_seq();
-                self.drops.count(DropReason::QueueFullQos0);
+                self.drops
+                    .get_or_insert_default()
+                    .count(DropReason::QueueFullQos0);
                 return Pushed {
                     seq: None,
                     dropped: Some((Queued { seq, message }, DropReason::QueueFullQos0)),
@@ -188,7 +191,7 @@ impl MessageQueue {
             if let Some((index, reason)) = victim
                 && let Some(queued) = self.remove_at(index)
             {
-                self.drops.count(reason);
+                self.drops.get_or_insert_default().count(reason);
                 dropped = Some((queued, reason));
             }
         }
@@ -214,7 +217,9 @@ impl MessageQueue {
     ) -> Option<Queued> {
         while self.front()?.message.is_expired(now) {
             let queued = self.remove_at(0)?;
-            self.drops.count(DropReason::Expired);
+            self.drops
+                .get_or_insert_default()
+                .count(DropReason::Expired);
             expired.push(queued);
         }
         if !admit(&self.front()?.message) {
@@ -246,7 +251,9 @@ impl MessageQueue {
         }
         self.messages = kept;
         for queued in &expired {
-            self.drops.count(DropReason::Expired);
+            self.drops
+                .get_or_insert_default()
+                .count(DropReason::Expired);
             if queued.message.qos() == QoS::AtMostOnce {
                 self.qos0_len -= 1;
             }
