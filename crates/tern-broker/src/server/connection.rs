@@ -27,16 +27,22 @@
 //! Most connections are idle most of the time, so what one holds between
 //! packets is what the broker holds per client (docs/performance.md,
 //! "Idle connections"). Hence:
-//! - the task's future stays small: tokio allocates, for every task, room
-//!   for the largest state of its future, so the rare awaits with large
-//!   futures (opening a session, a cluster read barrier, detaching) are
-//!   boxed, allocated only while they run. A unit test bounds the size;
-//! - the receive buffer starts at [`MIN_READ`] bytes and grows to
-//!   [`READ_CHUNK`] only while reads fill it; once a burst is over and the
-//!   buffer is drained, the large buffer is released;
+//! - the future stays small: tokio allocates, for every task, room for
+//!   the largest state of its future, so the rare awaits with large
+//!   futures (opening a session, a cluster read barrier, detaching, a
+//!   write to a full socket with its timers) are boxed, allocated only
+//!   while they run, and [`serve`] builds the state before its future so
+//!   that the future owns it once. A unit test bounds the size;
+//! - a plain TCP stream is awaited for readiness before any receive buffer
+//!   is reserved, and a drained buffer is released: an idle TCP connection
+//!   holds none. Other streams (TLS, WebSocket) need room up front: theirs
+//!   starts at [`MIN_READ`] bytes and grows to [`READ_CHUNK`] only while
+//!   reads fill it;
 //! - the per-turn scratch space (queued inputs and actions; a write
 //!   buffer that grew, once a turn writes little) is released after each
-//!   turn.
+//!   turn, and routing's match scratch is per thread, not per connection.
+//!
+//! A turn reads the clock once (`now`), not for every packet it handles.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
