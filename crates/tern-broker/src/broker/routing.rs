@@ -163,7 +163,8 @@ impl Broker {
         routed
     }
 
-    /// Queues `messages` in `cell`'s session and wakes its connection.
+    /// Queues `messages` in `cell`'s session and wakes its connection if
+    /// it can send one now.
     pub(crate) fn enqueue(
         &self,
         cell: &SessionCell,
@@ -178,8 +179,15 @@ impl Broker {
         }
         self.metrics.count_drops(before, session.drops());
         let pending = self.submit(session.take_changes());
+        // A subscriber whose window is full is woken by its next
+        // acknowledgement, which delivers what waits: waking it now would
+        // only find nothing to send (every message, in a fan-out to
+        // clients slower than the publisher).
+        let wake = session.can_deliver();
         drop(session);
-        cell.notify.notify_one();
+        if wake {
+            cell.notify.notify_one();
+        }
         pending
     }
 

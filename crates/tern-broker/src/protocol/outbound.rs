@@ -2,7 +2,7 @@
 //! in-flight window (the client's Receive Maximum), the client's
 //! Maximum Packet Size, and the client's PUBACK, PUBREC and PUBCOMP.
 
-use tern_codec::{Ack, MAX_PACKET_SIZE, Packet, QoS, ReasonCode};
+use tern_codec::{Ack, MAX_PACKET_SIZE, Packet, ReasonCode};
 use tern_session::{AckOutcome, Acknowledgement, DropReason, InFlightState, Session, SessionError};
 
 use super::{Action, Now, OutboundDrop, Protocol};
@@ -41,10 +41,7 @@ impl Protocol {
             debug_assert!(dropped, "a message just taken is in flight");
             out.push(Action::Dropped(OutboundDrop::PacketTooLarge));
         }
-        let more = session.queue().front().is_some_and(|front| {
-            session.in_flight().has_room() || front.message.qos() == QoS::AtMostOnce
-        });
-        if more {
+        if session.can_deliver() {
             out.push(Action::ContinueDelivery);
         }
     }

@@ -470,6 +470,16 @@ impl Session {
         &self.in_flight
     }
 
+    /// Whether [`next_delivery`](Self::next_delivery) has a message to
+    /// give now: the first queued one is QoS 0, or the in-flight window has
+    /// room for it. When it has not, an acknowledgement from the client
+    /// is what makes room, so there is no point in waking its connection.
+    pub fn can_deliver(&self) -> bool {
+        self.queue.front().is_some_and(|front| {
+            self.in_flight.has_room() || front.message.qos() == QoS::AtMostOnce
+        })
+    }
+
     /// Messages dropped so far, by reason.
     pub fn drops(&self) -> DropCounters {
         self.queue.drops()

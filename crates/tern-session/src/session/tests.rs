@@ -138,14 +138,18 @@ fn the_in_flight_window_holds_back_qos1_but_not_qos0() {
         max_inflight_messages: 1,
     };
     let mut session = session(SessionExpiry::Never, limits);
+    assert!(!session.can_deliver(), "nothing queued");
     session.enqueue(message(QoS::AtLeastOnce, "first"));
     session.enqueue(message(QoS::AtLeastOnce, "second"));
+    assert!(session.can_deliver());
     assert!(session.next_delivery(at(0)).is_some());
+    assert!(!session.can_deliver(), "the window of one is full");
     assert_eq!(session.next_delivery(at(0)), None, "window of one is full");
     assert_eq!(session.queue().len(), 1);
     session
         .acknowledge(id(1), Acknowledgement::PubAck)
         .expect("in flight");
+    assert!(session.can_deliver(), "the acknowledgement made room");
     let second = session.next_delivery(at(0)).expect("room again");
     assert_eq!(
         (second.topic.as_ref(), second.packet_id),
@@ -156,6 +160,7 @@ fn the_in_flight_window_holds_back_qos1_but_not_qos0() {
     session.enqueue(message(QoS::AtLeastOnce, "held"));
     session.next_delivery(at(0));
     session.enqueue(message(QoS::AtMostOnce, "fire-and-forget"));
+    assert!(session.can_deliver(), "QoS 0 needs no room in the window");
     assert_eq!(
         session.next_delivery(at(0)).map(|p| p.packet_id),
         Some(None)
