@@ -33,20 +33,37 @@ fn free_port() -> u16 {
 }
 
 /// Starts a broker with `start(port)` and waits until it accepts connections.
+///
+/// The port is free when chosen but not reserved: a test running beside
+/// this one may take it first, and then this broker exits (address in use)
+/// while the other one answers the probe. So the broker must still be
+/// running once the port answers; if it is not, another port is tried.
 fn broker(start: impl Fn(u16) -> Command) -> (Guard, u16) {
-    let port = free_port();
-    let mut command = start(port);
-    command.stdout(Stdio::null()).stderr(Stdio::null());
-    let broker = Guard(command.spawn().expect("the broker starts"));
-    let deadline = Instant::now() + PATIENCE;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the broker never listened on {port}"
-        );
-        sleep(Duration::from_millis(50));
+    for _attempt in 0..5 {
+        let port = free_port();
+        let mut command = start(port);
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut broker = Guard(command.spawn().expect("the broker starts"));
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if broker.0.try_wait().expect("the broker's status").is_some() {
+                break;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                sleep(Duration::from_millis(100));
+                if broker.0.try_wait().expect("the broker's status").is_none() {
+                    return (broker, port);
+                }
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker never listened on {port}"
+            );
+            sleep(Duration::from_millis(50));
+        }
     }
-    (broker, port)
+    panic!("the broker exited at start-up five times, each on a fresh port");
 }
 
 /// Runs `tern bench pairs` at QoS 1 against `port` and returns its JSON.
