@@ -382,6 +382,17 @@ impl Broker {
         message: Message,
         plain: bool,
         groups: &[String],
+    ) -> Vec<Pending<()>> {
+        super::routing::with_matches(|matches| {
+            self.deliver_forwarded_matching(message, plain, groups, matches)
+        })
+    }
+
+    fn deliver_forwarded_matching(
+        &self,
+        message: Message,
+        plain: bool,
+        groups: &[String],
         matches: &mut Matches<SessionKey>,
     ) -> Vec<Pending<()>> {
         let mut pendings = Vec::new();

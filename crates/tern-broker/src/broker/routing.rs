@@ -30,7 +30,7 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's matching scratch space.
-pub(crate) fn with_matches<R>(f: impl FnOnce(&mut Matches<SessionKey>) -> R) -> R {
+pub(super) fn with_matches<R>(f: impl FnOnce(&mut Matches<SessionKey>) -> R) -> R {
     MATCHES.with(|scratch| {
         // Taken out, not borrowed: a nested use (none today) gets a fresh
         // one instead of a panic.
@@ -104,19 +104,18 @@ fn retained_for(message: &Message, subscription: &Subscription) -> Message {
 }
 
 impl Broker {
-    /// [`Broker::route`] with this thread's matching scratch space.
-    pub(crate) fn route_here(
+    /// Publishes `message` (from session `publisher`, if any) to every
+    /// matching subscription, and stores or clears it as retained.
+    pub(crate) fn route(
         &self,
         message: Message,
         publisher: Option<SessionKey>,
         now: Timestamp,
     ) -> Routed {
-        with_matches(|matches| self.route(message, publisher, matches, now))
+        with_matches(|matches| self.route_matching(message, publisher, matches, now))
     }
 
-    /// Publishes `message` (from session `publisher`, if any) to every
-    /// matching subscription, and stores or clears it as retained.
-    pub(crate) fn route(
+    fn route_matching(
         &self,
         message: Message,
         publisher: Option<SessionKey>,

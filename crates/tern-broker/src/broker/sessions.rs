@@ -6,11 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tern_router::Matches;
 use tern_session::{Message, Op, Pending, Session, SessionStore, Timestamp};
 use tokio::sync::watch;
 
-use super::registry::{Attachment, SessionCell, SessionKey};
+use super::registry::{Attachment, SessionCell};
 use super::{Broker, stopped, wall_clock};
 use crate::protocol::OpenSession;
 
@@ -202,7 +201,7 @@ impl Broker {
 
     /// Publishes the wills due at `now` and removes the sessions that
     /// ended.
-    pub(crate) fn run_due(&self, now: Timestamp, matches: &mut Matches<SessionKey>) {
+    pub(crate) fn run_due(&self, now: Timestamp) {
         for key in self.take_due(now) {
             let Some(cell) = self.registry.by_key(key) else {
                 continue;
@@ -234,7 +233,7 @@ impl Broker {
             drop(attached);
             if let Some(will) = will {
                 tracing::debug!(client_id = %cell.client_id, "publishing a delayed will");
-                for pending in self.route(will, Some(key), matches, now).pendings {
+                for pending in self.route(will, Some(key), now).pendings {
                     self.track_write(pending);
                 }
             }
@@ -256,7 +255,6 @@ impl Broker {
 
 /// The housekeeping task: wills and session expiry, until shutdown.
 pub(crate) async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let mut matches = Matches::new();
     let mut ticks: u32 = 0;
     loop {
         let now = wall_clock();
@@ -272,7 +270,7 @@ pub(crate) async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Recei
             () = broker.housekeeping_wake.notified() => {}
         }
         let now = wall_clock();
-        broker.run_due(now, &mut matches);
+        broker.run_due(now);
         broker.reap_writes();
         // Back-pressure: writes never block; wait here, holding no lock.
         tokio::select! {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tern_codec::Publish;
-use tern_router::Matches;
 use tern_session::Message;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
@@ -67,15 +66,12 @@ impl Broker {
     }
 
     /// Publishes every `$SYS` topic once.
-    pub(crate) fn publish_sys(&self, matches: &mut Matches<super::registry::SessionKey>) {
+    pub(crate) fn publish_sys(&self) {
         let now = wall_clock();
         for (topic, value) in self.sys_values() {
             let mut publish = Publish::new(topic, value);
             publish.retain = true;
-            for pending in self
-                .route(Message::new(publish, now), None, matches, now)
-                .pendings
-            {
+            for pending in self.route(Message::new(publish, now), None, now).pendings {
                 self.track_write(pending);
             }
         }
@@ -88,13 +84,12 @@ pub(crate) async fn sys_task(
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut matches = Matches::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             () = stopped(&mut shutdown) => break,
-            _ = ticker.tick() => broker.publish_sys(&mut matches),
+            _ = ticker.tick() => broker.publish_sys(),
         }
     }
 }

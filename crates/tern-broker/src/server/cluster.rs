@@ -21,7 +21,6 @@ use tern_session::store::transfer;
 use tokio::sync::watch;
 
 use crate::broker::cluster::ClusterLink;
-use crate::broker::routing::with_matches;
 use crate::broker::{Broker, stopped};
 use crate::config::ClusterSettings;
 use crate::error::BrokerError;
@@ -55,9 +54,7 @@ impl PeerHandler for Peers {
             Err(error) => return futures::future::ready(Err(error.to_string())).boxed(),
         };
         add(&broker.metrics.messages_from_peers, 1);
-        let pendings = with_matches(|matches| {
-            broker.deliver_forwarded(message, delivery.plain, &delivery.groups, matches)
-        });
+        let pendings = broker.deliver_forwarded(message, delivery.plain, &delivery.groups);
         async move {
             for pending in pendings {
                 pending.await.map_err(|error| error.to_string())?;

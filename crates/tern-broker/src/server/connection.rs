@@ -117,6 +117,14 @@ pub(crate) fn serve<S: MqttStream>(
     .instrument(span)
 }
 
+/// The time now, for a turn that starts (the protocol reads no clock).
+fn read_clock() -> Now {
+    Now {
+        instant: Instant::now(),
+        wall: wall_clock(),
+    }
+}
+
 /// Makes room for a read of `size` bytes in `read_buf`.
 fn reserve_read_room(read_buf: &mut BytesMut, size: usize) {
     if read_buf.capacity() - read_buf.len() < size {
@@ -214,8 +222,8 @@ impl<S: MqttStream> Connection<S> {
     ) -> Self {
         let settings = Arc::clone(&broker.settings);
         let max_packet_size = settings.max_packet_size;
-        let now = Instant::now();
-        let mut protocol = Protocol::new(settings, connection_id, now);
+        let now = read_clock();
+        let mut protocol = Protocol::new(settings, connection_id, now.instant);
         let auth_generation = broker.auth.generation();
         protocol.set_authorizer(broker.auth.current());
         // A listener with `use_identity_as_username` vouches for the
@@ -229,7 +237,7 @@ impl<S: MqttStream> Connection<S> {
             protocol.set_allow_anonymous(allow);
         }
         let config = &broker.config;
-        let throttle = Throttle::new(config.max_message_rate, config.max_bytes_rate, now);
+        let throttle = Throttle::new(config.max_message_rate, config.max_bytes_rate, now.instant);
         Self {
             protocol,
             decoder: Decoder::new(ProtocolVersion::V3_1_1, max_packet_size),
@@ -252,19 +260,8 @@ impl<S: MqttStream> Connection<S> {
             broken: false,
             auth_generation,
             throttle,
-            now: Now {
-                instant: now,
-                wall: wall_clock(),
-            },
+            now,
         }
-    }
-
-    /// Reads the clock for the turn that starts.
-    fn read_clock(&mut self) {
-        self.now = Now {
-            instant: Instant::now(),
-            wall: wall_clock(),
-        };
     }
 
     /// Serves the connection until the protocol closes it.
@@ -272,7 +269,7 @@ impl<S: MqttStream> Connection<S> {
         tracing::debug!("accepted");
         while !self.protocol.is_closed() {
             let event = self.next_event().await;
-            self.read_clock();
+            self.now = read_clock();
             match event {
                 Event::Read(Ok(0)) => self.process(Input::ConnectionLost).await,
                 Event::Read(Ok(read)) => self.on_read(read).await,
@@ -509,7 +506,7 @@ impl<S: MqttStream> Connection<S> {
             };
             // It follows an action that waited (a session to open, a
             // password to check).
-            self.read_clock();
+            self.now = read_clock();
             self.step(input);
         }
     }
@@ -551,7 +548,7 @@ impl<S: MqttStream> Connection<S> {
             Action::Send(packet) => self.encode(&packet),
             Action::OpenSession(request) => Box::pin(self.open_session(request)).await,
             Action::Route { message, ack } => {
-                let routed = self.broker.route_here(message, key, self.now.wall);
+                let routed = self.broker.route(message, key, self.now.wall);
                 match ack {
                     Some(ack) => {
                         let outcome = if routed.recipients == 0 {
@@ -650,7 +647,7 @@ impl<S: MqttStream> Connection<S> {
         let key = opened.cell.key;
         self.cell = Some(opened.cell);
         if let Some(will) = opened.orphan_will {
-            let routed = self.broker.route_here(will, Some(key), self.now.wall);
+            let routed = self.broker.route(will, Some(key), self.now.wall);
             self.own_writes.extend(routed.pendings);
         }
         tracing::info!(

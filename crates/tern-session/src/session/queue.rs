@@ -178,9 +178,7 @@ impl MessageQueue {
                 index.map(|index| (index, DropReason::QueueFullQos0))
             } else if message.qos() == QoS::AtMostOnce {
                 let seq = self.take_seq();
-                self.drops
-                    .get_or_insert_default()
-                    .count(DropReason::QueueFullQos0);
+                self.count_drop(DropReason::QueueFullQos0);
                 return Pushed {
                     seq: None,
                     dropped: Some((Queued { seq, message }, DropReason::QueueFullQos0)),
@@ -191,7 +189,7 @@ impl MessageQueue {
             if let Some((index, reason)) = victim
                 && let Some(queued) = self.remove_at(index)
             {
-                self.drops.get_or_insert_default().count(reason);
+                self.count_drop(reason);
                 dropped = Some((queued, reason));
             }
         }
@@ -217,9 +215,7 @@ impl MessageQueue {
     ) -> Option<Queued> {
         while self.front()?.message.is_expired(now) {
             let queued = self.remove_at(0)?;
-            self.drops
-                .get_or_insert_default()
-                .count(DropReason::Expired);
+            self.count_drop(DropReason::Expired);
             expired.push(queued);
         }
         if !admit(&self.front()?.message) {
@@ -251,9 +247,7 @@ impl MessageQueue {
         }
         self.messages = kept;
         for queued in &expired {
-            self.drops
-                .get_or_insert_default()
-                .count(DropReason::Expired);
+            self.count_drop(DropReason::Expired);
             if queued.message.qos() == QoS::AtMostOnce {
                 self.qos0_len -= 1;
             }
