@@ -163,6 +163,15 @@ pub struct BrokerConfig {
     /// beyond it a new socket is closed before anything is read (bursts of
     /// one second's worth pass). 0 means no limit. Default: 0.
     pub max_connection_rate: u32,
+    /// Milliseconds a plain TCP connection may be idle (nothing read,
+    /// nothing to send) before it is parked: its task and timers are
+    /// released and its socket waits in a shared poller, until the client
+    /// sends something, a message is queued for it, its keep-alive runs
+    /// out or another connection takes its session over. A parked
+    /// connection holds a third of the memory of one that waits in its
+    /// own task (docs/performance.md). TLS and WebSocket connections are
+    /// not parked. 0: never park. Default: 2000.
+    pub park_idle_after_ms: u32,
 }
 
 impl Default for BrokerConfig {
@@ -198,6 +207,7 @@ impl Default for BrokerConfig {
             max_message_rate: 0,
             max_bytes_rate: 0,
             max_connection_rate: 0,
+            park_idle_after_ms: 2000,
         }
     }
 }

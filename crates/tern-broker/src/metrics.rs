@@ -29,6 +29,8 @@ pub(crate) struct Metrics {
     pub subscribe_denied: AtomicU64,
     pub read_denied: AtomicU64,
     pub limits_exceeded: AtomicU64,
+    /// Connections parked now (`server::parking`).
+    pub connections_parked: AtomicU64,
 }
 
 /// Adds `amount` to `counter`.
@@ -39,6 +41,12 @@ pub(crate) fn add(counter: &AtomicU64, amount: u64) {
 }
 
 impl Metrics {
+    /// Records how many connections are parked now.
+    pub(crate) fn set_parked(&self, parked: usize) {
+        self.connections_parked
+            .store(parked as u64, Ordering::Relaxed);
+    }
+
     /// Counts the drops a session made between two readings of its
     /// counters.
     pub(crate) fn count_drops(&self, before: DropCounters, after: DropCounters) {
@@ -106,6 +114,7 @@ impl Metrics {
             subscribe_denied: read(&self.subscribe_denied),
             read_denied: read(&self.read_denied),
             limits_exceeded: read(&self.limits_exceeded),
+            connections_parked: read(&self.connections_parked),
         }
     }
 }
@@ -148,6 +157,9 @@ pub struct MetricsSnapshot {
     pub read_denied: u64,
     /// Client identifiers, topics and subscriptions refused by a limit.
     pub limits_exceeded: u64,
+    /// Idle connections parked now (`park_idle_after_ms`): they wait
+    /// without a task of their own.
+    pub connections_parked: u64,
 }
 
 impl MetricsSnapshot {

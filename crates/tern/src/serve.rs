@@ -175,6 +175,10 @@ pub struct ServeArgs {
     /// Most new connections per second over all listeners (0: no limit).
     #[arg(long, env = "TERN_MAX_CONNECTION_RATE", value_name = "N")]
     max_connection_rate: Option<u32>,
+    /// Milliseconds of idleness after which a plain TCP connection is
+    /// parked, holding less memory (0: never) [default: 2000].
+    #[arg(long, env = "TERN_PARK_IDLE_AFTER_MS", value_name = "MS")]
+    park_idle_after_ms: Option<u32>,
     /// Log filter, in tracing's EnvFilter syntax (for example `info` or
     /// `tern_broker=debug`) [default: info, openraft at warn].
     #[arg(
@@ -282,7 +286,8 @@ pub fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
         max_subscriptions_per_client,
         max_message_rate,
         max_bytes_rate,
-        max_connection_rate
+        max_connection_rate,
+        park_idle_after_ms
     );
     if let Some(path) = &args.password_file {
         config.password_file = Some(path.clone());

@@ -562,12 +562,14 @@ impl Broker {
         let Some(cell) = self.registry.by_client(client_id) else {
             return;
         };
+        let wakes = Arc::clone(&self.parked_wakes);
         tokio::spawn(async move {
             let mut attached = cell.attachment.lock().await;
             if let Some(attachment) = attached.as_mut()
                 && let Some(kick) = attachment.kick.take()
             {
                 let _gone = kick.send(());
+                wakes.wake_connection(&cell);
             }
         });
     }
@@ -629,7 +631,7 @@ impl Broker {
         if let Some(stale) = stale {
             let mut attached = stale.attachment.lock().await;
             if let Some(previous) = attached.take() {
-                self.end_attachment(previous, client_id).await;
+                self.end_attachment(&stale, previous).await;
             }
             self.registry.remove(&stale);
             self.remove_local(stale.key);
@@ -702,7 +704,7 @@ impl Broker {
                 if let Some(previous) = attached.take()
                     && previous.connection_id != HANDING_OVER
                 {
-                    self.end_attachment(previous, client_id).await;
+                    self.end_attachment(&cell, previous).await;
                 }
                 *attached = Some(Attachment {
                     connection_id: HANDING_OVER,

@@ -37,7 +37,7 @@ use crate::metrics::Metrics;
 use crate::protocol::ProtocolSettings;
 use crate::server::throttle::TokenBucket;
 use crate::store::Store;
-use registry::{Registry, SessionKey};
+use registry::{ParkedWakes, Registry, SessionKey};
 
 /// The wall clock, for session, will and message expiry. Only the runtime
 /// reads it; the protocol is given the time.
@@ -87,6 +87,8 @@ pub(crate) struct Broker {
     pub cluster: OnceLock<Arc<cluster::ClusterLink>>,
     /// The other nodes whose routes are in the router.
     pub remote_nodes: Mutex<HashSet<tern_cluster::NodeId>>,
+    /// Parked connections to resume (`server::parking`).
+    pub parked_wakes: Arc<ParkedWakes>,
 }
 
 impl Broker {
@@ -127,6 +129,7 @@ impl Broker {
             untracked_writes: Mutex::new(Vec::new()),
             cluster: OnceLock::new(),
             remote_nodes: Mutex::new(HashSet::new()),
+            parked_wakes: Arc::default(),
         };
         broker.load(now)?;
         Ok(broker)

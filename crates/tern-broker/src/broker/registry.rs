@@ -13,10 +13,15 @@
 //!   attached: a CONNECT taking the session over, the connection ending,
 //!   housekeeping removing an expired session. It is held across the wait
 //!   for a taken-over connection to finish, never across socket I/O;
-//! - lock order: registry maps, then attachment, then session.
+//! - lock order: registry maps, then attachment, then session;
+//! - an idle connection may park (no task: `server::parking`); then
+//!   whoever queues work for it (a message to deliver, a takeover) wakes
+//!   it through [`ParkedWakes`], reading the cell's parking token under
+//!   the session lock, under which the connection set it and checked
+//!   that nothing waited: a wake-up and a park cannot miss each other.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use tern_codec::ByteString;
@@ -57,7 +62,14 @@ pub(crate) struct SessionCell {
     attached_to: AtomicU64,
     /// Set (under the attachment lock) once the cell left the registry.
     removed: AtomicBool,
+    /// The parking lot's token of the attached connection while it is
+    /// parked, else [`NOT_PARKED`]; written and read under the session
+    /// lock (see the module docs).
+    parked: AtomicUsize,
 }
+
+/// The parking token of a cell whose connection is not parked.
+const NOT_PARKED: usize = usize::MAX;
 
 impl SessionCell {
     fn new(key: SessionKey, session: Session) -> Self {
@@ -69,7 +81,23 @@ impl SessionCell {
             attachment: tokio::sync::Mutex::new(None),
             attached_to: AtomicU64::new(0),
             removed: AtomicBool::new(false),
+            parked: AtomicUsize::new(NOT_PARKED),
         }
+    }
+
+    /// Records that the attached connection is parked under `token`
+    /// (`None`: it runs again). Takes the session's guard: see the module
+    /// docs.
+    pub(crate) fn set_parked(&self, _session: &MutexGuard<'_, Session>, token: Option<usize>) {
+        self.parked
+            .store(token.unwrap_or(NOT_PARKED), Ordering::Relaxed);
+    }
+
+    /// The token of the attached connection if it is parked. Takes the
+    /// session's guard: see the module docs.
+    pub(crate) fn parked(&self, _session: &MutexGuard<'_, Session>) -> Option<usize> {
+        let token = self.parked.load(Ordering::Relaxed);
+        (token != NOT_PARKED).then_some(token)
     }
 
     /// The session, for one short synchronous section. A panic while the
@@ -94,6 +122,41 @@ impl SessionCell {
     /// True once the cell left the registry: a connection must not attach.
     pub(crate) fn is_removed(&self) -> bool {
         self.removed.load(Ordering::Acquire)
+    }
+}
+
+/// The tokens of parked connections that have work, for the parking lot
+/// (`server::parking`) to resume them.
+#[derive(Debug, Default)]
+pub(crate) struct ParkedWakes {
+    tokens: Mutex<Vec<usize>>,
+    /// Notified after tokens were added.
+    pub notify: Notify,
+}
+
+impl ParkedWakes {
+    /// Asks for the connection parked under `token` to be resumed.
+    pub(crate) fn wake(&self, token: usize) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(token);
+        self.notify.notify_one();
+    }
+
+    /// Wakes the connection attached to `cell` if it is parked: after
+    /// something it must see was queued outside its session (a
+    /// takeover's kick). Deliveries are woken by `Broker::enqueue`.
+    pub(crate) fn wake_connection(&self, cell: &SessionCell) {
+        let parked = cell.parked(&cell.lock());
+        if let Some(token) = parked {
+            self.wake(token);
+        }
+    }
+
+    /// The tokens asked for since the last call.
+    pub(crate) fn take(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.tokens.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 

@@ -183,9 +183,13 @@ impl Broker {
         // only find nothing to send (every message, in a fan-out to
         // clients slower than the publisher).
         let wake = session.can_deliver();
+        let parked = cell.parked(&session).filter(|_| wake);
         drop(session);
         if wake {
             cell.notify.notify_one();
+        }
+        if let Some(token) = parked {
+            self.parked_wakes.wake(token);
         }
         pending
     }

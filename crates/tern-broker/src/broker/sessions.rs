@@ -76,7 +76,7 @@ impl Broker {
                 continue;
             }
             if let Some(previous) = attached.take() {
-                self.end_attachment(previous, &request.client_id).await;
+                self.end_attachment(&cell, previous).await;
             }
             let now = wall_clock();
             let (session_present, orphan_will) = {
@@ -105,7 +105,8 @@ impl Broker {
 
     /// Asks the attached connection to end and waits until it is done with
     /// the session (or [`TAKEOVER_TIMEOUT`] passed).
-    pub(crate) async fn end_attachment(&self, mut previous: Attachment, client_id: &str) {
+    pub(crate) async fn end_attachment(&self, cell: &SessionCell, mut previous: Attachment) {
+        let client_id = &*cell.client_id;
         self.metrics.client_connected(false);
         tracing::info!(
             client_id,
@@ -114,6 +115,7 @@ impl Broker {
         );
         if let Some(kick) = previous.kick.take() {
             let _gone = kick.send(());
+            self.parked_wakes.wake_connection(cell);
         }
         if let Some(done) = previous.done.take()
             && tokio::time::timeout(TAKEOVER_TIMEOUT, done).await.is_err()

@@ -62,6 +62,10 @@ impl Broker {
                 "$SYS/broker/connections/rate_limited",
                 count(metrics.connections_rate_limited),
             ),
+            (
+                "$SYS/broker/connections/parked",
+                count(metrics.connections_parked),
+            ),
         ]
     }
 

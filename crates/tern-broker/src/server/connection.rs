@@ -57,13 +57,16 @@ use futures::FutureExt;
 use tern_codec::{ByteString, Decoder, Packet, ProtocolVersion};
 use tern_session::{Pending, SessionStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{oneshot, watch};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use tracing::Instrument;
 
 use super::acks::AckQueue;
 use super::auth::{check_password, log_denial};
+use super::parking::ParkingLot;
 use super::throttle::Throttle;
-use super::transport::{ConnectionInfo, MqttStream};
+use super::transport::proxy::Prefixed;
+use super::transport::{ConnectionInfo, MqttStream, Serving};
 use crate::broker::cluster::RouteCommit;
 use crate::broker::registry::{Attachment, SessionCell};
 use crate::broker::{Broker, stopped, wall_clock};
@@ -85,7 +88,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The future that serves one connection past its handshakes until it
-/// closes.
+/// closes or parks (`lot`: where it parks when idle, if it may).
 ///
 /// Not an `async fn`: the connection's state is built here, so the future
 /// owns it once, rather than keeping its arguments beside it for its
@@ -95,6 +98,8 @@ pub(crate) fn serve<S: MqttStream>(
     stream: S,
     info: ConnectionInfo,
     shutdown: watch::Receiver<bool>,
+    lot: Option<Arc<ParkingLot>>,
+    permits: Vec<OwnedSemaphorePermit>,
 ) -> impl Future<Output = ()> + Send {
     let connection_id = broker.next_connection_id();
     let span = tracing::info_span!(
@@ -106,15 +111,35 @@ pub(crate) fn serve<S: MqttStream>(
         client_id = tracing::field::Empty,
         username = tracing::field::Empty
     );
-    let mut connection = Connection::new(broker, stream, info, connection_id, shutdown);
+    span.in_scope(|| tracing::debug!("accepted"));
+    let connection = Connection::new(broker, stream, info, connection_id, shutdown, lot, permits);
+    drive(connection).instrument(span)
+}
+
+/// Runs `connection` until it closes, then ends it; or until it is idle
+/// and parks.
+///
+/// Not an `async fn`, for the reason of [`serve`]: the future captures
+/// the connection once.
+#[allow(clippy::manual_async_fn)]
+fn drive<S: MqttStream>(mut connection: Connection<S>) -> impl Future<Output = ()> + Send {
     async move {
-        // `run` borrows the connection rather than taking it: a future
-        // that owns a large argument keeps it twice.
-        connection.run().await;
+        loop {
+            // `run` borrows the connection rather than taking it: a
+            // future that owns a large argument keeps it twice.
+            connection.run().await;
+            if connection.protocol.is_closed() {
+                break;
+            }
+            // Idle: park, unless the lot says go on.
+            match connection.park() {
+                Ok(()) => return,
+                Err(back) => connection = back,
+            }
+        }
         // Boxed: it runs once, at the end, and its future is large.
         Box::pin(connection.finish()).await;
     }
-    .instrument(span)
 }
 
 /// The time now, for a turn that starts (the protocol reads no clock).
@@ -210,7 +235,109 @@ struct Connection<S> {
     /// again after a rare action that waited), not for every packet of a
     /// burst; a turn lasts microseconds.
     now: Now,
+    /// When the last event other than a timer's came.
+    idle_since: Instant,
+    /// Where the connection parks once idle for the lot's time, if it may.
+    lot: Option<Arc<ParkingLot>>,
+    /// Its slots of the connection limits, held for its whole life.
+    permits: Vec<OwnedSemaphorePermit>,
 }
+
+/// A connection parked while idle ([`super::parking`]): what it needs to
+/// resume, without its task, its buffers (empty) or its link to the
+/// runtime (the socket is deregistered).
+pub(crate) struct Parked {
+    /// `None` if the runtime could not let go of the socket (then it was
+    /// closed): the connection resumes at once, to end as lost.
+    socket: Option<std::net::TcpStream>,
+    certificate_user: Option<Box<str>>,
+    connection_id: u64,
+    protocol: Protocol,
+    decoder: Decoder,
+    cell: Arc<SessionCell>,
+    kick: Option<oneshot::Receiver<()>>,
+    done: Option<oneshot::Sender<()>>,
+    auth_generation: u64,
+    throttle: Throttle,
+    permits: Vec<OwnedSemaphorePermit>,
+    span: tracing::Span,
+}
+
+impl Parked {
+    /// The parked socket, if it is still open.
+    pub(crate) fn socket(&self) -> Option<&std::net::TcpStream> {
+        self.socket.as_ref()
+    }
+
+    /// When the protocol needs time again (keep-alive), if ever.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.protocol.next_timeout()
+    }
+
+    /// The lot has taken it back: wake-ups go to its task again.
+    pub(crate) fn mark_resumed(&self) {
+        self.cell.set_parked(&self.cell.lock(), None);
+    }
+
+    /// The future of the resumed connection, on its socket registered
+    /// with the runtime again.
+    pub(crate) fn resume(mut self: Box<Self>, lot: Arc<ParkingLot>) -> Serving {
+        let span = std::mem::replace(&mut self.span, tracing::Span::none());
+        let broker = Arc::clone(&lot.broker);
+        let shutdown = lot.shutdown.clone();
+        let socket = self.socket.take().map(TcpStream::from_std);
+        match socket {
+            Some(Ok(stream)) => {
+                let stream = Prefixed::new(BytesMut::new(), stream);
+                let connection = Connection::resumed(*self, stream, broker, shutdown, lot);
+                Box::pin(drive(connection).instrument(span))
+            }
+            failed => {
+                if let Some(Err(error)) = failed {
+                    let _entered = span.enter();
+                    tracing::warn!(%error, "a parked connection could not resume: closing it");
+                }
+                let connection = Connection::resumed(*self, Gone, broker, shutdown, lot);
+                Box::pin(drive(connection).instrument(span))
+            }
+        }
+    }
+}
+
+/// The stream of a connection whose socket was lost while it parked:
+/// reads end at once, writes fail. The connection then ends as a lost
+/// one does (its will published).
+struct Gone;
+
+impl tokio::io::AsyncRead for Gone {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for Gone {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::NotConnected.into()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl MqttStream for Gone {}
 
 impl<S: MqttStream> Connection<S> {
     fn new(
@@ -219,6 +346,8 @@ impl<S: MqttStream> Connection<S> {
         info: ConnectionInfo,
         connection_id: u64,
         shutdown: watch::Receiver<bool>,
+        lot: Option<Arc<ParkingLot>>,
+        permits: Vec<OwnedSemaphorePermit>,
     ) -> Self {
         let settings = Arc::clone(&broker.settings);
         let max_packet_size = settings.max_packet_size;
@@ -260,16 +389,60 @@ impl<S: MqttStream> Connection<S> {
             broken: false,
             auth_generation,
             throttle,
+            idle_since: now.instant,
             now,
+            lot,
+            permits,
         }
     }
 
-    /// Serves the connection until the protocol closes it.
+    /// A parked connection, on `stream` again.
+    fn resumed(
+        parked: Parked,
+        stream: S,
+        broker: Arc<Broker>,
+        shutdown: watch::Receiver<bool>,
+        lot: Arc<ParkingLot>,
+    ) -> Self {
+        let now = read_clock();
+        Self {
+            broker,
+            stream,
+            certificate_user: parked.certificate_user,
+            connection_id: parked.connection_id,
+            protocol: parked.protocol,
+            decoder: parked.decoder,
+            read_buf: BytesMut::new(),
+            read_size: MIN_READ,
+            write_buf: BytesMut::new(),
+            inputs: VecDeque::new(),
+            actions: Vec::new(),
+            cell: Some(parked.cell),
+            kick: parked.kick,
+            done: parked.done,
+            acks: AckQueue::default(),
+            own_writes: Vec::new(),
+            route_commits: Vec::new(),
+            shutdown,
+            broken: false,
+            auth_generation: parked.auth_generation,
+            throttle: parked.throttle,
+            idle_since: now.instant,
+            now,
+            lot: Some(lot),
+            permits: parked.permits,
+        }
+    }
+
+    /// Serves the connection until the protocol closes it, or until it has
+    /// been idle long enough to park (see [`Connection::park`]).
     async fn run(&mut self) {
-        tracing::debug!("accepted");
         while !self.protocol.is_closed() {
             let event = self.next_event().await;
             self.now = read_clock();
+            if !matches!(event, Event::Tick) {
+                self.idle_since = self.now.instant;
+            }
             match event {
                 Event::Read(Ok(0)) => self.process(Input::ConnectionLost).await,
                 Event::Read(Ok(read)) => self.on_read(read).await,
@@ -319,7 +492,105 @@ impl<S: MqttStream> Connection<S> {
             }
             self.release_scratch(written);
             self.await_store_capacity().await;
+            if self.park_at().is_some_and(|at| self.now.instant >= at) {
+                if self.is_idle() {
+                    return;
+                }
+                // Not now: try again after as long.
+                self.idle_since = self.now.instant;
+            }
         }
+    }
+
+    /// When the connection parks if nothing happens, if it may park.
+    fn park_at(&self) -> Option<Instant> {
+        let lot = self.lot.as_ref()?;
+        self.protocol
+            .is_connected()
+            .then(|| self.idle_since + lot.after)
+    }
+
+    /// Whether nothing is under way: nothing to read, write, acknowledge,
+    /// store or commit, no pause, no takeover, no shutdown.
+    fn is_idle(&self) -> bool {
+        self.cell.is_some()
+            && !self.broken
+            && self.read_buf.is_empty()
+            && self.write_buf.is_empty()
+            && self.acks.is_empty()
+            && self.own_writes.is_empty()
+            && self.route_commits.is_empty()
+            && self.throttle.paused_until().is_none()
+            && self.kick.as_ref().is_none_or(oneshot::Receiver::is_empty)
+            && !*self.shutdown.borrow()
+    }
+
+    /// Parks the idle connection in its lot and ends its task; gives it
+    /// back if it must go on: its stream cannot park, the lot is closed,
+    /// or work for it came meanwhile. (Given back by value, unboxed: it
+    /// lives in its task's future, which must not allocate to go on.)
+    #[allow(clippy::result_large_err)]
+    fn park(self) -> Result<(), Self> {
+        let Some(lot) = self.lot.clone() else {
+            return Err(self);
+        };
+        let Some(fd) = self.stream.parking_fd() else {
+            return Err(self);
+        };
+        let Some(cell) = self.cell.clone() else {
+            return Err(self);
+        };
+        let Some(reservation) = lot.reserve(fd) else {
+            return Err(self);
+        };
+        if !self.mark_parked(reservation.token()) {
+            return Err(self);
+        }
+        reservation.commit(self.into_parked(cell));
+        Ok(())
+    }
+
+    /// Records in the session that this connection parks under `token`,
+    /// unless work for it is there already: a message it may be sent, a
+    /// takeover. Under the session lock, which whoever queues work holds
+    /// too (see `broker::registry`).
+    fn mark_parked(&self, token: usize) -> bool {
+        let Some(cell) = &self.cell else {
+            return false;
+        };
+        let session = cell.lock();
+        let free = cell.is_attached_to(self.connection_id)
+            && !session.can_deliver()
+            && self.kick.as_ref().is_none_or(oneshot::Receiver::is_empty);
+        if free {
+            cell.set_parked(&session, Some(token));
+        }
+        free
+    }
+
+    /// The state to resume from, the socket taken from the runtime.
+    fn into_parked(self, cell: Arc<SessionCell>) -> Box<Parked> {
+        let socket = match self.stream.into_socket() {
+            Ok(socket) => Some(socket),
+            Err(error) => {
+                tracing::warn!(%error, "an idle connection's socket was lost as it parked: closing it");
+                None
+            }
+        };
+        Box::new(Parked {
+            socket,
+            certificate_user: self.certificate_user,
+            connection_id: self.connection_id,
+            protocol: self.protocol,
+            decoder: self.decoder,
+            cell,
+            kick: self.kick,
+            done: self.done,
+            auth_generation: self.auth_generation,
+            throttle: self.throttle,
+            permits: self.permits,
+            span: tracing::Span::current(),
+        })
     }
 
     /// After a read of `read` bytes was processed: a read that filled the
@@ -388,6 +659,7 @@ impl<S: MqttStream> Connection<S> {
 
     /// Waits for the next thing to do. Every branch is cancel-safe.
     async fn next_event(&mut self) -> Event {
+        let park_at = self.park_at();
         let Self {
             stream,
             read_buf,
@@ -401,7 +673,11 @@ impl<S: MqttStream> Connection<S> {
             ..
         } = self;
         let throttled = throttle.paused_until();
-        let deadline = protocol.next_timeout().filter(|_| throttled.is_none());
+        let deadline = match (protocol.next_timeout(), park_at) {
+            (Some(timeout), Some(park)) => Some(timeout.min(park)),
+            (timeout, park) => timeout.or(park),
+        }
+        .filter(|_| throttled.is_none());
         let deliveries = cell.as_deref().filter(|_| protocol.is_connected());
         tokio::select! {
             () = stopped(shutdown) => Event::Shutdown,

@@ -32,6 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_util::task::TaskTracker;
 
+use super::parking::ParkingLot;
 use super::transport::{self, Listener};
 use crate::broker::{Broker, stopped};
 use crate::metrics::add;
@@ -48,6 +49,7 @@ pub(crate) async fn accept_loop(
     listener: Arc<Listener>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
+    lot: Option<Arc<ParkingLot>>,
 ) {
     let connections = TaskTracker::new();
     let signal = shutdown.clone();
@@ -103,7 +105,8 @@ pub(crate) async fn accept_loop(
                     let broker = Arc::clone(&broker);
                     let listener = Arc::clone(&listener);
                     let signal = signal.clone();
-                    let task = connection_task(broker, listener, stream, peer, signal, permits);
+                    let lot = lot.clone();
+                    let task = connection_task(broker, listener, stream, peer, signal, lot, permits);
                     connections.spawn(std::panic::AssertUnwindSafe(task).catch_unwind().map(log_panic));
                 }
                 Err(error) => {
@@ -125,8 +128,8 @@ pub(crate) async fn accept_loop(
     connections.wait().await;
 }
 
-/// The task of one accepted connection; it holds its connection slots
-/// until the connection ends.
+/// The task of one accepted connection; the connection holds its slots
+/// until it ends (parked or not).
 ///
 /// Tokio allocates this future whole for every connection, idle or not,
 /// for the connection's whole life: it holds only its arguments and a
@@ -138,13 +141,13 @@ async fn connection_task(
     stream: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
+    lot: Option<Arc<ParkingLot>>,
     permits: Vec<OwnedSemaphorePermit>,
 ) {
-    let accepted = Box::pin(transport::accept(broker, listener, stream, peer, shutdown)).await;
-    if let Some(serving) = accepted {
+    let accepted = transport::accept(broker, listener, stream, peer, shutdown, lot, permits);
+    if let Some(serving) = Box::pin(accepted).await {
         serving.await;
     }
-    drop(permits);
 }
 
 /// A connection limit with no slot left.
@@ -222,7 +225,7 @@ impl RateLimited {
 
 /// A connection's task panicked: a bug, whatever the client sent. The
 /// other connections go on.
-fn log_panic(result: std::thread::Result<()>) {
+pub(super) fn log_panic(result: std::thread::Result<()>) {
     if result.is_err() {
         tracing::error!("a connection task panicked; this is a bug, please report it");
     }
@@ -244,6 +247,11 @@ mod tests {
     /// the task and this together were 2,592 on 2026-11-25, and 16,256
     /// before the profile of docs/performance.md, "Idle connections".
     const SERVING_LIMIT: usize = 1_600;
+    /// Bound of a parked connection's state ([`connection::Parked`], boxed
+    /// in its slot of the parking lot), in bytes: what an idle plain TCP
+    /// connection keeps of its own once parked, instead of the task and
+    /// the serving future. 480 in a debug build on 2026-12-07.
+    const PARKED_LIMIT: usize = 512;
 
     #[test]
     fn logs_at_most_once_per_interval_and_counts_the_rest() {
@@ -258,13 +266,15 @@ mod tests {
     }
 
     /// The size of a future `make` returns, without running it.
-    fn future_size<A, B, C, D, E, G, F: Future>(
-        _make: impl FnOnce(A, B, C, D, E, G) -> F,
+    fn future_size<A, B, C, D, E, G, H, F: Future>(
+        _make: impl FnOnce(A, B, C, D, E, G, H) -> F,
     ) -> usize {
         size_of::<F>()
     }
 
-    fn serving_size<A, B, C, D, F: Future>(_make: impl FnOnce(A, B, C, D) -> F) -> usize {
+    fn serving_size<A, B, C, D, E, G, F: Future>(
+        _make: impl FnOnce(A, B, C, D, E, G) -> F,
+    ) -> usize {
         size_of::<F>()
     }
 
@@ -279,7 +289,15 @@ mod tests {
     fn the_task_of_a_connection_stays_small() {
         let task = future_size(connection_task);
         let serving = serving_size(connection::serve::<Prefixed<TcpStream>>);
-        println!("connection task {task} bytes, serving a TCP connection {serving} bytes");
+        let parked = size_of::<connection::Parked>();
+        println!(
+            "connection task {task} bytes, serving a TCP connection {serving} bytes, \
+             parked {parked} bytes"
+        );
+        assert!(
+            parked <= PARKED_LIMIT,
+            "a parked connection takes {parked} bytes, more than {PARKED_LIMIT}"
+        );
         assert!(
             task <= TASK_LIMIT,
             "a connection's task takes {task} bytes, more than {TASK_LIMIT}"

@@ -5,13 +5,16 @@
 //! ```text
 //! Server (owns the shutdown watch channel)
 //!  ├─ accept loop, one per listener    joined by Server::shutdown
-//!  │    └─ connection tasks (JoinSet)  joined by their accept loop
+//!  │    └─ connection tasks            joined by their accept loop
+//!  ├─ parking lot (idle connections)   joined by Server::shutdown
+//!  │    └─ resumed connection tasks    joined by the lot
 //!  ├─ housekeeping (wills, expiry)     joined by Server::shutdown
 //!  └─ $SYS publisher (if enabled)      joined by Server::shutdown
 //! ```
 //!
 //! Every task watches the same `watch::Receiver<bool>`. On shutdown the
-//! accept loops stop accepting and wait for their connections; each
+//! accept loops stop accepting and wait for their connections, the
+//! parking lot resumes its connections and waits for them; each
 //! connection sends MQTT 5 clients DISCONNECT 0x8B, records its session
 //! as disconnected and ends. Then the store is flushed and closed.
 //!
@@ -26,6 +29,7 @@ mod auth;
 mod cluster;
 mod connection;
 mod listener;
+mod parking;
 pub(crate) mod throttle;
 mod transport;
 
@@ -121,6 +125,21 @@ impl Server {
             let reconcile = cluster::reconcile(Arc::clone(&broker), signal.clone());
             tasks.push(("route reconciliation", tokio::spawn(reconcile)));
         }
+        let lot = if broker.config.park_idle_after_ms == 0 {
+            None
+        } else {
+            let after = Duration::from_millis(broker.config.park_idle_after_ms.into());
+            match parking::ParkingLot::new(Arc::clone(&broker), after, signal.clone()) {
+                Ok((lot, poll)) => {
+                    tasks.push(("parking lot", tokio::spawn(Arc::clone(&lot).run(poll))));
+                    Some(lot)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "no poller for idle connections: they will not be parked");
+                    None
+                }
+            }
+        };
         let mut local_addrs = Vec::with_capacity(listeners.len());
         let mut bound = Vec::with_capacity(listeners.len());
         for (address, socket, spec) in listeners {
@@ -129,7 +148,13 @@ impl Server {
                 .map_err(|source| BrokerError::Bind { address, source })?;
             local_addrs.push(local);
             bound.push((Arc::clone(&spec), local));
-            let task = listener::accept_loop(socket, spec, Arc::clone(&broker), signal.clone());
+            let task = listener::accept_loop(
+                socket,
+                spec,
+                Arc::clone(&broker),
+                signal.clone(),
+                lot.clone(),
+            );
             tasks.push(("listener", tokio::spawn(task)));
         }
         let housekeeping = sessions::housekeeping(Arc::clone(&broker), signal.clone());

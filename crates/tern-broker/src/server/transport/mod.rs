@@ -16,6 +16,7 @@ pub(crate) mod websocket;
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,12 +24,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::server::TlsStream;
 
 use self::proxy::{Prefixed, ProxyReadError};
 use self::tls::{ReloadableTls, TlsError, TlsFiles, certificate_identity};
 use super::connection;
+use super::parking::ParkingLot;
 use crate::broker::{Broker, stopped};
 use crate::config::{ListenerConfig, ListenerKind};
 
@@ -175,6 +177,8 @@ pub(crate) async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
+    lot: Option<Arc<ParkingLot>>,
+    permits: Vec<OwnedSemaphorePermit>,
 ) -> Option<Serving> {
     let seconds = broker.config.connect_timeout;
     let handshakes = tokio::time::timeout(
@@ -196,11 +200,20 @@ pub(crate) async fn accept(
             return None;
         }
     };
+    // Only plain TCP connections park (see `MqttStream::parking_fd`).
     Some(match stream {
-        Established::Tcp(stream) => Box::pin(connection::serve(broker, stream, info, shutdown)),
-        Established::Tls(stream) => Box::pin(connection::serve(broker, stream, info, shutdown)),
-        Established::Ws(stream) => Box::pin(connection::serve(broker, stream, info, shutdown)),
-        Established::Wss(stream) => Box::pin(connection::serve(broker, stream, info, shutdown)),
+        Established::Tcp(stream) => Box::pin(connection::serve(
+            broker, stream, info, shutdown, lot, permits,
+        )),
+        Established::Tls(stream) => Box::pin(connection::serve(
+            broker, stream, info, shutdown, None, permits,
+        )),
+        Established::Ws(stream) => Box::pin(connection::serve(
+            broker, stream, info, shutdown, None, permits,
+        )),
+        Established::Wss(stream) => Box::pin(connection::serve(
+            broker, stream, info, shutdown, None, permits,
+        )),
     })
 }
 
@@ -291,6 +304,24 @@ pub(crate) trait MqttStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn poll_read_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+
+    /// The socket to watch while the connection is parked
+    /// (`server::parking`), if it may park now: only a plain TCP socket
+    /// with no bytes put back before it. TLS and WebSocket streams hold
+    /// state (records, frames) that a bare socket cannot.
+    fn parking_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    /// The socket, taken from the runtime, for the parked connection.
+    /// Called only after [`parking_fd`](Self::parking_fd) gave one. On
+    /// failure the socket is closed.
+    fn into_socket(self) -> io::Result<std::net::TcpStream>
+    where
+        Self: Sized,
+    {
+        Err(io::Error::other("only a plain TCP socket can be parked"))
+    }
 }
 
 impl MqttStream for Prefixed<TcpStream> {
@@ -298,6 +329,14 @@ impl MqttStream for Prefixed<TcpStream> {
 
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Prefixed::poll_read_ready(self, cx)
+    }
+
+    fn parking_fd(&self) -> Option<RawFd> {
+        self.is_drained().then(|| self.get_ref().as_raw_fd())
+    }
+
+    fn into_socket(self) -> io::Result<std::net::TcpStream> {
+        self.into_inner().into_std()
     }
 }
 

@@ -256,6 +256,21 @@ impl<S> Prefixed<S> {
     pub(crate) fn new(prefix: BytesMut, inner: S) -> Self {
         Self { prefix, inner }
     }
+
+    /// Whether every byte put back was read: reads go to `inner` now.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.prefix.is_empty()
+    }
+
+    /// The stream under it.
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The stream under it; bytes put back and not read are lost.
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl Prefixed<TcpStream> {
