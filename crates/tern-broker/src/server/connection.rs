@@ -530,7 +530,7 @@ impl<S: MqttStream> Connection<S> {
     /// or work for it came meanwhile. (Given back by value, unboxed: it
     /// lives in its task's future, which must not allocate to go on.)
     #[allow(clippy::result_large_err)]
-    fn park(self) -> Result<(), Self> {
+    fn park(mut self) -> Result<(), Self> {
         let Some(lot) = self.lot.clone() else {
             return Err(self);
         };
@@ -540,6 +540,7 @@ impl<S: MqttStream> Connection<S> {
         let Some(cell) = self.cell.clone() else {
             return Err(self);
         };
+        self.forget_kick_waker();
         let Some(reservation) = lot.reserve(fd) else {
             return Err(self);
         };
@@ -548,6 +549,28 @@ impl<S: MqttStream> Connection<S> {
         }
         reservation.commit(self.into_parked(cell));
         Ok(())
+    }
+
+    /// The takeover channel keeps the waker of the last task that polled
+    /// it, and a waker keeps its task's memory, so a parking connection
+    /// hands it one that holds nothing (a takeover reaches a parked
+    /// connection through the lot, and the resumed task polls the channel
+    /// again). A takeover that came meanwhile is kept for the next turn,
+    /// which then sees it, and the connection does not park.
+    fn forget_kick_waker(&mut self) {
+        let Some(kick) = &mut self.kick else {
+            return;
+        };
+        let mut context = Context::from_waker(Waker::noop());
+        match Pin::new(kick).poll(&mut context) {
+            Poll::Pending => {}
+            Poll::Ready(Ok(())) => {
+                let (again, kicked) = oneshot::channel();
+                let _kept = again.send(());
+                self.kick = Some(kicked);
+            }
+            Poll::Ready(Err(_)) => self.kick = None,
+        }
     }
 
     /// Records in the session that this connection parks under `token`,
