@@ -168,7 +168,7 @@ pub struct BrokerConfig {
     /// released and its socket waits in a shared poller, until the client
     /// sends something, a message is queued for it, its keep-alive runs
     /// out or another connection takes its session over. A parked
-    /// connection holds a third of the memory of one that waits in its
+    /// connection holds about half the memory of one that waits in its
     /// own task (docs/performance.md). TLS and WebSocket connections are
     /// not parked. 0: never park. Default: 2000.
     pub park_idle_after_ms: u32,

@@ -236,3 +236,34 @@ async fn nothing_parks_when_parking_is_off() -> Result<()> {
     server.shutdown().await?;
     Ok(())
 }
+
+/// A message to many parked subscribers resumes them all; the lot resumes
+/// them in batches (yielding between), and none is left behind.
+#[tokio::test]
+async fn a_message_to_many_parked_subscribers_reaches_every_one() -> Result<()> {
+    const SUBSCRIBERS: u64 = 300;
+    let (server, address) = start_with(parking_config()).await?;
+    let mut subscribers = Vec::new();
+    for n in 0..SUBSCRIBERS {
+        let mut subscriber =
+            TestClient::connect(address, ProtocolVersion::V3_1_1, &format!("s{n}")).await?;
+        subscriber.subscribe("fleet/cmd", QoS::AtLeastOnce).await?;
+        subscribers.push(subscriber);
+    }
+    parked(&server, SUBSCRIBERS).await?;
+    let mut publisher = TestClient::connect(address, ProtocolVersion::V3_1_1, "ops").await?;
+    publisher
+        .publish(publish("fleet/cmd", "reboot", QoS::AtLeastOnce, 1))
+        .await?;
+    for subscriber in &mut subscribers {
+        let received = subscriber.recv_publish().await?;
+        assert_eq!(&received.payload[..], b"reboot");
+        subscriber.acknowledge(&received).await?;
+    }
+    for subscriber in subscribers {
+        subscriber.disconnect().await?;
+    }
+    publisher.disconnect().await?;
+    server.shutdown().await?;
+    Ok(())
+}

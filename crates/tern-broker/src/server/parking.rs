@@ -55,6 +55,8 @@ use crate::broker::{Broker, stopped};
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Readiness events taken from the lot's poller per call.
 const EVENTS: usize = 1024;
+/// Connections resumed between two yields to the runtime.
+const RESUME_BATCH: usize = 256;
 
 /// One parked connection: its deadline beside it, so that a sweep reads
 /// the slots alone.
@@ -241,8 +243,16 @@ impl ParkingLot {
         );
     }
 
-    fn resume_all(self: &Arc<Self>, connections: Vec<Box<Parked>>) {
-        for connection in connections {
+    /// Resumes `connections`, letting other tasks run after every
+    /// [`RESUME_BATCH`]: a message to a million parked subscribers must not
+    /// hold a worker thread for seconds. (A connection taken from its slot
+    /// and not resumed yet loses nothing: what woke it stays in its
+    /// session and channels for its new task to see.)
+    async fn resume_all(self: &Arc<Self>, connections: Vec<Box<Parked>>) {
+        for (index, connection) in connections.into_iter().enumerate() {
+            if index > 0 && index % RESUME_BATCH == 0 {
+                tokio::task::yield_now().await;
+            }
             self.resume(connection);
         }
     }
@@ -263,7 +273,7 @@ impl ParkingLot {
             }
         }
         let parked = self.close();
-        self.resume_all(parked);
+        self.resume_all(parked).await;
         self.tasks.close();
         self.tasks.wait().await;
     }
@@ -304,16 +314,16 @@ impl ParkingLot {
                             break;
                         }
                         let ready = self.take(events.iter().map(|event| event.token().0));
-                        self.resume_all(ready);
+                        self.resume_all(ready).await;
                     }
                 }
                 () = wakes.notify.notified() => {
                     let woken = self.take(wakes.take());
-                    self.resume_all(woken);
+                    self.resume_all(woken).await;
                 }
                 _ = sweep.tick() => {
                     let due = self.take_due(Instant::now());
-                    self.resume_all(due);
+                    self.resume_all(due).await;
                 }
             }
         }
