@@ -267,3 +267,31 @@ async fn a_message_to_many_parked_subscribers_reaches_every_one() -> Result<()> 
     server.shutdown().await?;
     Ok(())
 }
+
+/// A client's rate limit parks and resumes with it.
+#[tokio::test]
+async fn a_parked_client_keeps_its_rate_limit() -> Result<()> {
+    let config = BrokerConfig {
+        max_message_rate: 2,
+        ..parking_config()
+    };
+    let (server, address) = start_with(config).await?;
+    let mut client = TestClient::connect(address, ProtocolVersion::V3_1_1, "limited").await?;
+    parked(&server, 1).await?;
+    // Two pass at once (a second's worth of burst), the four after
+    // them at 2 per second: about 2 s for all six.
+    let started = Instant::now();
+    for n in 1..=6u16 {
+        client
+            .publish(publish("rated", "x", QoS::AtLeastOnce, n))
+            .await?;
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "six messages at 2 per second took {took:?}: the limit was lost"
+    );
+    client.disconnect().await?;
+    server.shutdown().await?;
+    Ok(())
+}

@@ -95,7 +95,8 @@ impl Protocol {
     /// a password, and `user` replaces its user name for the ACL, as
     /// Mosquitto does. Call it before the first input.
     pub fn set_verified_user(&mut self, user: ByteString) {
-        self.verified_user = Some(user);
+        // Boxed: most connections have none, and a parked one keeps this.
+        self.verified_user = Some(Box::new(user));
     }
 
     /// Whether clients without a user name may connect on this
@@ -135,7 +136,7 @@ impl Protocol {
             return None;
         }
         if let Some(user) = &self.verified_user {
-            self.user = Some(user.clone());
+            self.user = Some(ByteString::clone(user));
             return Some(connect);
         }
         if self.authorizer.checks_passwords()
@@ -301,7 +302,7 @@ impl Protocol {
             return self.deny_connect(ReasonCode::BadUserNameOrPassword, detail, out);
         }
         self.user = Some(success.user.into());
-        self.auth_response = Some(success.server_final);
+        self.auth_response = Some(success.server_final.into_boxed_slice());
         self.scram_connected = true;
         self.accept_connect(connect, out);
     }

@@ -123,7 +123,7 @@ impl Protocol {
         let mut connack = self.connack_for(assigned, requested, server_keep_alive);
         if let Some(server_final) = self.auth_response.take() {
             connack.properties.authentication_method = Some(tern_auth::scram::METHOD.into());
-            connack.properties.authentication_data = Some(server_final.into());
+            connack.properties.authentication_data = Some(Vec::from(server_final).into());
         }
         self.connack = Some(Box::new(connack));
         self.state = State::Opening;

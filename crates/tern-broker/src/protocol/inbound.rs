@@ -120,7 +120,7 @@ impl Protocol {
         let maximum = usize::from(self.settings.max_topic_alias);
         if self.aliases.is_empty() && usize::from(alias) <= maximum {
             // Allocated at the first alias: most clients never use one.
-            self.aliases = vec![None; maximum];
+            self.aliases = vec![None; maximum].into_boxed_slice();
         }
         let slot = usize::from(alias)
             .checked_sub(1)

@@ -273,7 +273,7 @@ pub struct Protocol {
     /// The will of the CONNECT, until the session is open.
     pending_will: Option<Box<Will>>,
     /// Inbound topic aliases (index = alias - 1); empty until the first.
-    aliases: Vec<Option<ByteString>>,
+    aliases: Box<[Option<ByteString>]>,
     /// Topic aliases assigned in what is sent to the client; only for a
     /// client that accepts some (boxed: most never do).
     outbound_aliases: Option<Box<aliases::OutboundAliases>>,
@@ -286,13 +286,13 @@ pub struct Protocol {
     /// An enhanced authentication in progress.
     pending_auth: Option<Box<auth::PendingAuth>>,
     /// The server-final SCRAM message, sent in the CONNACK.
-    auth_response: Option<Vec<u8>>,
+    auth_response: Option<Box<[u8]>>,
     /// The CONNECT used SCRAM-SHA-256 (so the client may re-authenticate).
     scram_connected: bool,
     /// A re-authentication in progress.
     reauth: Option<Box<tern_auth::ScramServer>>,
     /// A user name the transport authenticated (a TLS client certificate).
-    verified_user: Option<ByteString>,
+    verified_user: Option<Box<ByteString>>,
     /// The listener's `allow_anonymous`, overriding the authorizer's.
     allow_anonymous: Option<bool>,
 }
@@ -317,7 +317,7 @@ impl Protocol {
             expiry: SessionExpiry::OnDisconnect,
             connack: None,
             pending_will: None,
-            aliases: Vec::new(),
+            aliases: Box::default(),
             outbound_aliases: None,
             unacked_qos1: 0,
             authorizer: Arc::new(Authorizer::allow_all()),

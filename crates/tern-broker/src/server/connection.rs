@@ -99,7 +99,7 @@ pub(crate) fn serve<S: MqttStream>(
     info: ConnectionInfo,
     shutdown: watch::Receiver<bool>,
     lot: Option<Arc<ParkingLot>>,
-    permits: Vec<OwnedSemaphorePermit>,
+    permits: Box<[OwnedSemaphorePermit]>,
 ) -> impl Future<Output = ()> + Send {
     let connection_id = broker.next_connection_id();
     let span = tracing::info_span!(
@@ -240,7 +240,7 @@ struct Connection<S> {
     /// Where the connection parks once idle for the lot's time, if it may.
     lot: Option<Arc<ParkingLot>>,
     /// Its slots of the connection limits, held for its whole life.
-    permits: Vec<OwnedSemaphorePermit>,
+    permits: Box<[OwnedSemaphorePermit]>,
 }
 
 /// A connection parked while idle ([`super::parking`]): what it needs to
@@ -258,9 +258,12 @@ pub(crate) struct Parked {
     kick: Option<oneshot::Receiver<()>>,
     done: Option<oneshot::Sender<()>>,
     auth_generation: u64,
-    throttle: Throttle,
-    permits: Vec<OwnedSemaphorePermit>,
-    span: tracing::Span,
+    /// `None` without rate limits (most connections).
+    throttle: Option<Box<Throttle>>,
+    permits: Box<[OwnedSemaphorePermit]>,
+    /// `None` when the connection's span is disabled (logging above
+    /// `info`).
+    span: Option<Box<tracing::Span>>,
 }
 
 impl Parked {
@@ -282,7 +285,10 @@ impl Parked {
     /// The future of the resumed connection, on its socket registered
     /// with the runtime again.
     pub(crate) fn resume(mut self: Box<Self>, lot: Arc<ParkingLot>) -> Serving {
-        let span = std::mem::replace(&mut self.span, tracing::Span::none());
+        let span = self
+            .span
+            .take()
+            .map_or_else(tracing::Span::none, |span| *span);
         let broker = Arc::clone(&lot.broker);
         let shutdown = lot.shutdown.clone();
         let socket = self.socket.take().map(TcpStream::from_std);
@@ -347,7 +353,7 @@ impl<S: MqttStream> Connection<S> {
         connection_id: u64,
         shutdown: watch::Receiver<bool>,
         lot: Option<Arc<ParkingLot>>,
-        permits: Vec<OwnedSemaphorePermit>,
+        permits: Box<[OwnedSemaphorePermit]>,
     ) -> Self {
         let settings = Arc::clone(&broker.settings);
         let max_packet_size = settings.max_packet_size;
@@ -426,7 +432,9 @@ impl<S: MqttStream> Connection<S> {
             shutdown,
             broken: false,
             auth_generation: parked.auth_generation,
-            throttle: parked.throttle,
+            throttle: parked
+                .throttle
+                .map_or_else(|| Throttle::new(0, 0, now.instant), |throttle| *throttle),
             idle_since: now.instant,
             now,
             lot: Some(lot),
@@ -610,9 +618,11 @@ impl<S: MqttStream> Connection<S> {
             kick: self.kick,
             done: self.done,
             auth_generation: self.auth_generation,
-            throttle: self.throttle,
+            throttle: (!self.throttle.is_unlimited()).then(|| Box::new(self.throttle)),
             permits: self.permits,
-            span: tracing::Span::current(),
+            span: Some(tracing::Span::current())
+                .filter(|span| !span.is_none())
+                .map(Box::new),
         })
     }
 

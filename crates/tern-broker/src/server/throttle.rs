@@ -102,6 +102,11 @@ impl Throttle {
         }
     }
 
+    /// No rate is limited (and so nothing is paused).
+    pub(crate) fn is_unlimited(&self) -> bool {
+        self.messages.is_none() && self.bytes.is_none() && self.until.is_none()
+    }
+
     /// Until when nothing is read or decoded, if paused.
     pub(crate) fn paused_until(&self) -> Option<Instant> {
         self.until

@@ -178,7 +178,7 @@ pub(crate) async fn accept(
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
     lot: Option<Arc<ParkingLot>>,
-    permits: Vec<OwnedSemaphorePermit>,
+    permits: Box<[OwnedSemaphorePermit]>,
 ) -> Option<Serving> {
     let seconds = broker.config.connect_timeout;
     let handshakes = tokio::time::timeout(
