@@ -244,8 +244,9 @@ struct Connection<S> {
 }
 
 /// A connection parked while idle ([`super::parking`]): what it needs to
-/// resume, without its task, its buffers (empty) or its link to the
-/// runtime (the socket is deregistered).
+/// resume, without its task, its buffers (empty), its link to the runtime
+/// (the socket is deregistered) or its tracing span (made anew when it
+/// resumes).
 pub(crate) struct Parked {
     /// `None` if the runtime could not let go of the socket (then it was
     /// closed): the connection resumes at once, to end as lost.
@@ -261,9 +262,6 @@ pub(crate) struct Parked {
     /// `None` without rate limits (most connections).
     throttle: Option<Box<Throttle>>,
     permits: Box<[OwnedSemaphorePermit]>,
-    /// `None` when the connection's span is disabled (logging above
-    /// `info`).
-    span: Option<Box<tracing::Span>>,
 }
 
 impl Parked {
@@ -285,10 +283,17 @@ impl Parked {
     /// The future of the resumed connection, on its socket registered
     /// with the runtime again.
     pub(crate) fn resume(mut self: Box<Self>, lot: Arc<ParkingLot>) -> Serving {
-        let span = self
-            .span
-            .take()
-            .map_or_else(tracing::Span::none, |span| *span);
+        // A new span: the subscriber keeps a span's fields (a few hundred
+        // bytes) while it lives, which a parked connection should not.
+        // The peer and the listener, logged when it connected, are not
+        // repeated (behind a PROXY header the socket's peer is not the
+        // client's).
+        let span = tracing::info_span!(
+            "connection",
+            connection_id = self.connection_id,
+            client_id = %self.cell.client_id,
+            username = self.protocol.user().map(|user| &**user),
+        );
         let broker = Arc::clone(&lot.broker);
         let shutdown = lot.shutdown.clone();
         let socket = self.socket.take().map(TcpStream::from_std);
@@ -620,9 +625,6 @@ impl<S: MqttStream> Connection<S> {
             auth_generation: self.auth_generation,
             throttle: (!self.throttle.is_unlimited()).then(|| Box::new(self.throttle)),
             permits: self.permits,
-            span: Some(tracing::Span::current())
-                .filter(|span| !span.is_none())
-                .map(Box::new),
         })
     }
 
