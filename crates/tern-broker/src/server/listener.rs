@@ -250,7 +250,7 @@ mod tests {
     /// Bound of a parked connection's state ([`connection::Parked`], boxed
     /// in its slot of the parking lot), in bytes: what an idle plain TCP
     /// connection keeps of its own once parked, instead of the task and
-    /// the serving future. 376 in a debug build on 2026-12-07; at most 384
+    /// the serving future. 368 in a debug build on 2026-12-07; at most 384
     /// keeps it in jemalloc's 384-byte size class (the next is 448).
     const PARKED_LIMIT: usize = 384;
 
