@@ -39,15 +39,33 @@ async fn parked(server: &Server, count: u64) -> Result<()> {
     }
 }
 
-fn with_will(mut connect: Connect, topic: &str) -> Connect {
+/// A watcher of `wills/#`, and a client `name` (MQTT 3.1.1, keep alive
+/// `keep_alive` s) whose will goes to `wills/NAME`.
+async fn watcher_and_mortal(
+    address: std::net::SocketAddr,
+    name: &str,
+    keep_alive: u16,
+) -> Result<(TestClient, TestClient)> {
+    let mut watcher = TestClient::connect(address, ProtocolVersion::V3_1_1, "watcher").await?;
+    watcher.subscribe("wills/#", QoS::AtLeastOnce).await?;
+    let mut connect = Connect::new(ProtocolVersion::V3_1_1, name, keep_alive);
     connect.will = Some(LastWill {
         qos: QoS::AtLeastOnce,
         retain: false,
         properties: WillProperties::default(),
-        topic: topic.into(),
+        topic: format!("wills/{name}").into(),
         payload: "gone".into(),
     });
-    connect
+    let (mortal, _) = TestClient::connect_with(address, connect).await?;
+    Ok((watcher, mortal))
+}
+
+/// Receives the will of `name`, then leaves.
+async fn expect_will(mut watcher: TestClient, name: &str) -> Result<()> {
+    let will = watcher.recv_publish().await?;
+    assert_eq!(&*will.topic, format!("wills/{name}"));
+    watcher.acknowledge(&will).await?;
+    watcher.disconnect().await
 }
 
 #[tokio::test]
@@ -122,13 +140,7 @@ async fn a_qos2_exchange_survives_a_park_in_the_middle() -> Result<()> {
 #[tokio::test]
 async fn a_parked_client_is_answered_and_closed_when_its_keep_alive_runs_out() -> Result<()> {
     let (server, address) = start_with(parking_config()).await?;
-    let mut watcher = TestClient::connect(address, ProtocolVersion::V3_1_1, "watcher").await?;
-    watcher.subscribe("wills/#", QoS::AtLeastOnce).await?;
-    let connect = with_will(
-        Connect::new(ProtocolVersion::V3_1_1, "sleepy", 1),
-        "wills/sleepy",
-    );
-    let (mut sleepy, _) = TestClient::connect_with(address, connect).await?;
+    let (watcher, mut sleepy) = watcher_and_mortal(address, "sleepy", 1).await?;
     parked(&server, 2).await?;
     sleepy.send(Packet::PingReq).await?;
     match sleepy.recv().await? {
@@ -145,10 +157,7 @@ async fn a_parked_client_is_answered_and_closed_when_its_keep_alive_runs_out() -
         closed_after >= Duration::from_millis(1400),
         "closed {closed_after:?} after the last packet, before 1.5 × the keep-alive"
     );
-    let will = watcher.recv_publish().await?;
-    assert_eq!(&*will.topic, "wills/sleepy");
-    watcher.acknowledge(&will).await?;
-    watcher.disconnect().await?;
+    expect_will(watcher, "sleepy").await?;
     server.shutdown().await?;
     Ok(())
 }
@@ -156,20 +165,11 @@ async fn a_parked_client_is_answered_and_closed_when_its_keep_alive_runs_out() -
 #[tokio::test]
 async fn a_parked_client_that_vanishes_leaves_its_will_at_once() -> Result<()> {
     let (server, address) = start_with(parking_config()).await?;
-    let mut watcher = TestClient::connect(address, ProtocolVersion::V3_1_1, "watcher").await?;
-    watcher.subscribe("wills/#", QoS::AtLeastOnce).await?;
-    let connect = with_will(
-        Connect::new(ProtocolVersion::V3_1_1, "fragile", 600),
-        "wills/fragile",
-    );
-    let (fragile, _) = TestClient::connect_with(address, connect).await?;
+    let (watcher, fragile) = watcher_and_mortal(address, "fragile", 600).await?;
     parked(&server, 2).await?;
     drop(fragile);
     // Keep alive 600 s: only the closed socket can have woken it.
-    let will = watcher.recv_publish().await?;
-    assert_eq!(&*will.topic, "wills/fragile");
-    watcher.acknowledge(&will).await?;
-    watcher.disconnect().await?;
+    expect_will(watcher, "fragile").await?;
     server.shutdown().await?;
     Ok(())
 }
