@@ -20,10 +20,11 @@
 //!   the session lock, under which the connection set it and checked
 //!   that nothing waited: a wake-up and a park cannot miss each other.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
+use hashbrown::{HashTable, hash_table};
 use tern_codec::ByteString;
 use tern_session::Session;
 use tokio::sync::{Notify, oneshot};
@@ -160,12 +161,94 @@ impl ParkedWakes {
     }
 }
 
+/// Cells found by a key each cell carries (its client identifier, its
+/// router key): a hash table of the cells alone, so that an entry is one
+/// pointer rather than a copy of the key beside it (every client, idle or
+/// not, has an entry in both indexes). SipHash with a random key, as in
+/// `HashMap`: client identifiers come from clients.
+struct Index<K: ?Sized + 'static> {
+    cells: HashTable<Arc<SessionCell>>,
+    hasher: RandomState,
+    key_of: fn(&SessionCell) -> &K,
+}
+
+impl<K: Hash + Eq + ?Sized> Index<K> {
+    fn new(key_of: fn(&SessionCell) -> &K) -> Self {
+        Self {
+            cells: HashTable::new(),
+            hasher: RandomState::new(),
+            key_of,
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<&Arc<SessionCell>> {
+        let key_of = self.key_of;
+        self.cells
+            .find(self.hasher.hash_one(key), |cell| key_of(cell) == key)
+    }
+
+    /// Adds `cell`, returning the cell it replaces under the same key.
+    fn insert(&mut self, cell: Arc<SessionCell>) -> Option<Arc<SessionCell>> {
+        let Self {
+            cells,
+            hasher,
+            key_of,
+        } = self;
+        let key = key_of(&cell);
+        let entry = cells.entry(
+            hasher.hash_one(key),
+            |other| key_of(other) == key,
+            |other| hasher.hash_one(key_of(other)),
+        );
+        match entry {
+            hash_table::Entry::Occupied(mut occupied) => {
+                Some(std::mem::replace(occupied.get_mut(), cell))
+            }
+            hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(cell);
+                None
+            }
+        }
+    }
+
+    /// Removes `cell` if it is the one under its key.
+    fn remove(&mut self, cell: &Arc<SessionCell>) {
+        let key_of = self.key_of;
+        let hash = self.hasher.hash_one(key_of(cell));
+        if let Ok(entry) = self
+            .cells
+            .find_entry(hash, |other| Arc::ptr_eq(other, cell))
+        {
+            entry.remove();
+        }
+    }
+}
+
+impl<K: ?Sized> std::fmt::Debug for Index<K> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Index")
+            .field("len", &self.cells.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Sessions by client identifier and by key; see the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Registry {
-    by_client: Mutex<HashMap<ByteString, Arc<SessionCell>>>,
-    by_key: RwLock<HashMap<SessionKey, Arc<SessionCell>>>,
+    by_client: Mutex<Index<str>>,
+    by_key: RwLock<Index<SessionKey>>,
     next_key: AtomicU64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            by_client: Mutex::new(Index::new(|cell| &*cell.client_id)),
+            by_key: RwLock::new(Index::new(|cell| &cell.key)),
+            next_key: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Registry {
@@ -184,7 +267,7 @@ impl Registry {
             return (Arc::clone(cell), false);
         }
         let cell = self.new_cell(create());
-        by_client.insert(client_id.clone(), Arc::clone(&cell));
+        by_client.insert(Arc::clone(&cell));
         (cell, true)
     }
 
@@ -202,7 +285,8 @@ impl Registry {
         self.by_key
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .values()
+            .cells
+            .iter()
             .cloned()
             .collect()
     }
@@ -216,7 +300,7 @@ impl Registry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let cell = self.new_cell(session);
-        let stale = by_client.insert(cell.client_id.clone(), Arc::clone(&cell));
+        let stale = by_client.insert(Arc::clone(&cell));
         (cell, stale)
     }
 
@@ -227,7 +311,7 @@ impl Registry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let cell = self.new_cell(session);
-        by_client.insert(cell.client_id.clone(), Arc::clone(&cell));
+        by_client.insert(Arc::clone(&cell));
         cell
     }
 
@@ -237,7 +321,7 @@ impl Registry {
         self.by_key
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, Arc::clone(&cell));
+            .insert(Arc::clone(&cell));
         cell
     }
 
@@ -254,16 +338,11 @@ impl Registry {
             .by_client
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if by_client
-            .get(&cell.client_id)
-            .is_some_and(|current| Arc::ptr_eq(current, cell))
-        {
-            by_client.remove(&cell.client_id);
-        }
+        by_client.remove(cell);
         self.by_key
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&cell.key);
+            .remove(cell);
         cell.removed.store(true, Ordering::Release);
     }
 
@@ -272,6 +351,52 @@ impl Registry {
         self.by_key
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .cells
             .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tern_session::{SessionExpiry, SessionLimits};
+
+    use super::*;
+
+    fn session(client_id: &str) -> Session {
+        let limits = SessionLimits {
+            max_queued_messages: 10,
+            max_inflight_messages: 10,
+        };
+        Session::new(client_id.into(), SessionExpiry::OnDisconnect, limits)
+    }
+
+    #[test]
+    fn cells_are_found_by_client_and_by_key_until_removed() {
+        let registry = Registry::default();
+        let (first, created) = registry.get_or_create(&"a".into(), || session("a"));
+        assert!(created);
+        let (again, created) = registry.get_or_create(&"a".into(), || session("a"));
+        assert!(!created && Arc::ptr_eq(&first, &again));
+        let other = registry.insert(session("b"));
+        assert_eq!(registry.len(), 2);
+        assert!(Arc::ptr_eq(&registry.by_client("b").unwrap(), &other));
+        assert!(Arc::ptr_eq(&registry.by_key(first.key).unwrap(), &first));
+
+        // A handed-over session replaces the client's cell; removing the
+        // stale one leaves the new one in place.
+        let (fresh, stale) = registry.replace(session("a"));
+        let stale = stale.expect("a had a cell");
+        assert!(Arc::ptr_eq(&stale, &first));
+        registry.remove(&stale);
+        assert!(stale.is_removed());
+        assert!(Arc::ptr_eq(&registry.by_client("a").unwrap(), &fresh));
+        assert!(registry.by_key(first.key).is_none());
+        assert_eq!(registry.len(), 2);
+        assert_eq!(registry.cells().len(), 2);
+
+        registry.remove(&fresh);
+        assert!(registry.by_client("a").is_none());
+        assert!(registry.by_key(fresh.key).is_none());
+        assert_eq!(registry.len(), 1);
     }
 }
