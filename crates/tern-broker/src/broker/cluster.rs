@@ -565,11 +565,8 @@ impl Broker {
         let wakes = Arc::clone(&self.parked_wakes);
         tokio::spawn(async move {
             let mut attached = cell.attachment.lock().await;
-            if let Some(attachment) = attached.as_mut()
-                && let Some(kick) = attachment.kick.take()
-            {
-                let _gone = kick.send(());
-                wakes.wake_connection(&cell);
+            if let Some(attachment) = attached.as_mut() {
+                attachment.kick(&cell, &wakes);
             }
         });
     }

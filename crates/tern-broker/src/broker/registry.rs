@@ -46,6 +46,17 @@ pub(crate) struct Attachment {
     pub done: Option<oneshot::Receiver<()>>,
 }
 
+impl Attachment {
+    /// Asks the attached connection to end (once), waking it if it is
+    /// parked.
+    pub(crate) fn kick(&mut self, cell: &SessionCell, wakes: &ParkedWakes) {
+        if let Some(kick) = self.kick.take() {
+            let _gone = kick.send(());
+            wakes.wake_connection(cell);
+        }
+    }
+}
+
 /// One session and what its connection needs; see the module docs.
 #[derive(Debug)]
 pub(crate) struct SessionCell {
@@ -147,8 +158,9 @@ impl ParkedWakes {
 
     /// Wakes the connection attached to `cell` if it is parked: after
     /// something it must see was queued outside its session (a
-    /// takeover's kick). Deliveries are woken by `Broker::enqueue`.
-    pub(crate) fn wake_connection(&self, cell: &SessionCell) {
+    /// takeover's kick, [`Attachment::kick`]). Deliveries are woken by
+    /// `Broker::enqueue`.
+    fn wake_connection(&self, cell: &SessionCell) {
         let parked = cell.parked(&cell.lock());
         if let Some(token) = parked {
             self.wake(token);

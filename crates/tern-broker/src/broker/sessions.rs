@@ -113,10 +113,7 @@ impl Broker {
             previous = previous.connection_id,
             "session taken over"
         );
-        if let Some(kick) = previous.kick.take() {
-            let _gone = kick.send(());
-            self.parked_wakes.wake_connection(cell);
-        }
+        previous.kick(cell, &self.parked_wakes);
         if let Some(done) = previous.done.take()
             && tokio::time::timeout(TAKEOVER_TIMEOUT, done).await.is_err()
         {

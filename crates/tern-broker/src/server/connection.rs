@@ -534,8 +534,13 @@ impl<S: MqttStream> Connection<S> {
             && self.own_writes.is_empty()
             && self.route_commits.is_empty()
             && self.throttle.paused_until().is_none()
-            && self.kick.as_ref().is_none_or(oneshot::Receiver::is_empty)
+            && !self.is_kicked()
             && !*self.shutdown.borrow()
+    }
+
+    /// Whether a takeover came that the connection has not handled yet.
+    fn is_kicked(&self) -> bool {
+        self.kick.as_ref().is_some_and(|kick| !kick.is_empty())
     }
 
     /// Parks the idle connection in its lot and ends its task; gives it
@@ -595,9 +600,8 @@ impl<S: MqttStream> Connection<S> {
             return false;
         };
         let session = cell.lock();
-        let free = cell.is_attached_to(self.connection_id)
-            && !session.can_deliver()
-            && self.kick.as_ref().is_none_or(oneshot::Receiver::is_empty);
+        let free =
+            cell.is_attached_to(self.connection_id) && !session.can_deliver() && !self.is_kicked();
         if free {
             cell.set_parked(&session, Some(token));
         }

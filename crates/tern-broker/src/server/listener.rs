@@ -107,7 +107,7 @@ pub(crate) async fn accept_loop(
                     let signal = signal.clone();
                     let lot = lot.clone();
                     let task = connection_task(broker, listener, stream, peer, signal, lot, permits);
-                    connections.spawn(std::panic::AssertUnwindSafe(task).catch_unwind().map(log_panic));
+                    spawn_connection(&connections, task);
                 }
                 Err(error) => {
                     let exhausted = is_resource_exhaustion(&error);
@@ -223,12 +223,21 @@ impl RateLimited {
     }
 }
 
-/// A connection's task panicked: a bug, whatever the client sent. The
-/// other connections go on.
-pub(super) fn log_panic(result: std::thread::Result<()>) {
-    if result.is_err() {
-        tracing::error!("a connection task panicked; this is a bug, please report it");
-    }
+/// Spawns a connection's task on `tracker`. A panic in it is a bug,
+/// whatever the client sent: it is logged, and the other connections go
+/// on.
+pub(super) fn spawn_connection(
+    tracker: &TaskTracker,
+    task: impl Future<Output = ()> + Send + 'static,
+) {
+    let logged = std::panic::AssertUnwindSafe(task)
+        .catch_unwind()
+        .map(|result| {
+            if result.is_err() {
+                tracing::error!("a connection task panicked; this is a bug, please report it");
+            }
+        });
+    tracker.spawn(logged);
 }
 
 #[cfg(test)]

@@ -39,7 +39,6 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
@@ -48,7 +47,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use super::connection::Parked;
-use super::listener::log_panic;
+use super::listener::spawn_connection;
 use crate::broker::{Broker, stopped};
 
 /// How often parked connections' deadlines are looked at.
@@ -195,7 +194,26 @@ impl ParkingLot {
 
     /// Takes the connections parked under `tokens` (those still there).
     fn take(&self, tokens: impl IntoIterator<Item = usize>) -> Vec<Box<Parked>> {
+        self.take_from(&mut self.slots(), tokens)
+    }
+
+    /// Takes the connections whose deadline is at or before `now`.
+    fn take_due(&self, now: Instant) -> Vec<Box<Parked>> {
         let mut slots = self.slots();
+        let due: Vec<usize> = slots
+            .parked
+            .iter()
+            .filter(|(_, slot)| slot.deadline.is_some_and(|at| at <= now))
+            .map(|(token, _)| token)
+            .collect();
+        self.take_from(&mut slots, due)
+    }
+
+    fn take_from(
+        &self,
+        slots: &mut Slots,
+        tokens: impl IntoIterator<Item = usize>,
+    ) -> Vec<Box<Parked>> {
         let taken: Vec<_> = tokens
             .into_iter()
             .filter_map(|token| slots.parked.try_remove(token))
@@ -205,18 +223,6 @@ impl ParkingLot {
             self.broker.metrics.set_parked(slots.parked.len());
         }
         taken
-    }
-
-    /// Takes the connections whose deadline is at or before `now`.
-    fn take_due(&self, now: Instant) -> Vec<Box<Parked>> {
-        let due: Vec<usize> = self
-            .slots()
-            .parked
-            .iter()
-            .filter(|(_, slot)| slot.deadline.is_some_and(|at| at <= now))
-            .map(|(token, _)| token)
-            .collect();
-        self.take(due)
     }
 
     /// Closes the lot and takes every parked connection.
@@ -235,12 +241,7 @@ impl ParkingLot {
             self.deregister(fd);
         }
         connection.mark_resumed();
-        let task = connection.resume(Arc::clone(self));
-        self.tasks.spawn(
-            std::panic::AssertUnwindSafe(task)
-                .catch_unwind()
-                .map(log_panic),
-        );
+        spawn_connection(&self.tasks, connection.resume(Arc::clone(self)));
     }
 
     /// Resumes `connections`, letting other tasks run after every
