@@ -74,35 +74,35 @@ pub enum AckOutcome {
     SendPubRel,
 }
 
-/// The in-flight window of one session: at most `limit` entries (the
-/// client's Receive Maximum), in the order they were sent.
+/// The in-flight window of one session: its entries, in the order they
+/// were sent.
 ///
 /// Two queues side by side rather than a map: MQTT has a client
 /// acknowledge in the order it received (MQTT 5 §4.6), so the entry
 /// acknowledged is almost always the first, found and removed in constant
 /// time without moving the others. A client acknowledging out of order
-/// costs a scan of `ids`, at most `limit` 2-byte identifiers; a map
+/// costs a scan of `ids`, at most the limit's 2-byte identifiers; a map
 /// keyed by identifier cost a search and a shift of ~100-byte entries for
 /// every acknowledgement (a tenth of a QoS 1 fan-out's profile).
-#[derive(Debug, Clone)]
+///
+/// The window holds its entries only. The limit (the client's Receive
+/// Maximum) and the identifier to try next are the session's, kept while
+/// an empty window is freed; see
+/// [`Session::release_idle_memory`](super::Session::release_idle_memory).
+#[derive(Debug, Clone, Default)]
 pub struct InFlightWindow {
     /// The packet identifiers, oldest first.
     ids: VecDeque<PacketId>,
     /// The entry of each identifier, at the same index.
     entries: VecDeque<InFlight>,
-    /// The identifier tried first by the next allocation.
-    next_id: u16,
-    limit: u16,
 }
 
 impl InFlightWindow {
-    /// An empty window admitting `limit` messages (at least 1).
-    pub fn new(limit: u16) -> Self {
+    /// An empty window.
+    pub const fn new() -> Self {
         Self {
             ids: VecDeque::new(),
             entries: VecDeque::new(),
-            next_id: 1,
-            limit: limit.max(1),
         }
     }
 
@@ -114,17 +114,6 @@ impl InFlightWindow {
     /// True when nothing is in flight.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
-    }
-
-    /// Changes the limit (a new connection's Receive Maximum). Entries over
-    /// the limit stay; no new ones are admitted until below it.
-    pub fn set_limit(&mut self, limit: u16) {
-        self.limit = limit.max(1);
-    }
-
-    /// True when another message may be sent.
-    pub fn has_room(&self) -> bool {
-        self.ids.len() < usize::from(self.limit)
     }
 
     /// Where `packet_id` is, looking from the oldest.
@@ -147,16 +136,14 @@ impl InFlightWindow {
         self.ids.iter().copied().zip(self.entries.iter())
     }
 
-    /// Allocates a free packet identifier: the one after the last
-    /// allocated, wrapping from 65,535 to 1 and skipping identifiers in
-    /// use. `None` when the window is full.
-    pub fn allocate(&mut self) -> Option<PacketId> {
-        if !self.has_room() {
-            return None;
-        }
+    /// A free packet identifier: `next_id` if it is not in use, else the
+    /// first free one after it, wrapping from 65,535 to 1. `next_id` moves
+    /// past the identifier returned. `None` only when every identifier is
+    /// in use; the caller checks the window's limit.
+    pub fn allocate(&self, next_id: &mut u16) -> Option<PacketId> {
         for _ in 0..u16::MAX {
-            let candidate = PacketId::new(self.next_id);
-            self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+            let candidate = PacketId::new(*next_id);
+            *next_id = next_id.checked_add(1).unwrap_or(1);
             if let Some(id) = candidate
                 && self.position(id).is_none()
             {
@@ -258,52 +245,44 @@ mod tests {
 
     #[test]
     fn allocation_counts_up_from_one() {
-        let mut window = InFlightWindow::new(10);
-        let first = window.allocate();
+        let mut window = InFlightWindow::new();
+        let mut next_id = 1;
+        let first = window.allocate(&mut next_id);
         assert_eq!(first, Some(id(1)));
         window.insert(id(1), InFlight::AwaitingPubComp);
-        assert_eq!(window.allocate(), Some(id(2)));
+        assert_eq!(window.allocate(&mut next_id), Some(id(2)));
     }
 
     #[test]
     fn allocation_wraps_and_skips_identifiers_in_use() {
-        let mut window = InFlightWindow::new(u16::MAX);
-        window.next_id = 65_534;
+        let mut window = InFlightWindow::new();
+        let mut next_id = 65_534;
         for used in [65_535, 1, 2] {
             window.insert(id(used), InFlight::AwaitingPubComp);
         }
-        assert_eq!(window.allocate(), Some(id(65_534)));
-        assert_eq!(window.allocate(), Some(id(3)), "skips 65,535, 1 and 2");
-        assert_eq!(window.allocate(), Some(id(4)));
-    }
-
-    #[test]
-    fn allocation_fails_when_the_window_is_full() {
-        let mut window = InFlightWindow::new(2);
-        for _ in 0..2 {
-            let packet_id = window.allocate().expect("room left");
-            window.insert(packet_id, InFlight::AwaitingPubAck(message()));
-        }
-        assert!(!window.has_room());
-        assert_eq!(window.allocate(), None);
-        window.set_limit(3);
-        assert_eq!(window.allocate(), Some(id(3)));
+        assert_eq!(window.allocate(&mut next_id), Some(id(65_534)));
+        assert_eq!(
+            window.allocate(&mut next_id),
+            Some(id(3)),
+            "skips 65,535, 1 and 2"
+        );
+        assert_eq!(window.allocate(&mut next_id), Some(id(4)));
+        assert_eq!(next_id, 5);
     }
 
     #[test]
     fn every_identifier_in_use_allocates_nothing() {
-        let mut window = InFlightWindow::new(u16::MAX);
+        let mut window = InFlightWindow::new();
         for value in 1..=u16::MAX {
             window.ids.push_back(id(value));
             window.entries.push_back(InFlight::AwaitingPubComp);
         }
-        window.set_limit(u16::MAX);
-        assert_eq!(window.allocate(), None);
+        assert_eq!(window.allocate(&mut 1), None);
     }
 
     #[test]
     fn qos1_completes_on_puback() {
-        let mut window = InFlightWindow::new(5);
+        let mut window = InFlightWindow::new();
         window.insert(id(7), InFlight::AwaitingPubAck(message()));
         assert_eq!(
             window.acknowledge(id(7), Acknowledgement::PubComp),
@@ -329,7 +308,7 @@ mod tests {
 
     #[test]
     fn qos2_moves_through_pubrec_to_pubcomp() {
-        let mut window = InFlightWindow::new(5);
+        let mut window = InFlightWindow::new();
         window.insert(id(8), InFlight::AwaitingPubRec(message()));
         assert!(window.acknowledge(id(8), Acknowledgement::PubAck).is_err());
         assert_eq!(
@@ -347,7 +326,7 @@ mod tests {
 
     #[test]
     fn pubrec_with_an_error_ends_the_exchange() {
-        let mut window = InFlightWindow::new(5);
+        let mut window = InFlightWindow::new();
         window.insert(id(9), InFlight::AwaitingPubRec(message()));
         assert_eq!(
             window.acknowledge(id(9), Acknowledgement::PubRecError),
@@ -358,9 +337,10 @@ mod tests {
 
     #[test]
     fn acknowledgements_out_of_order_find_their_entry() {
-        let mut window = InFlightWindow::new(10);
+        let mut window = InFlightWindow::new();
+        let mut next_id = 1;
         for value in 1..=4 {
-            let packet_id = window.allocate().expect("room left");
+            let packet_id = window.allocate(&mut next_id).expect("a free id");
             assert_eq!(packet_id, id(value));
             window.insert(packet_id, InFlight::AwaitingPubAck(message()));
         }
@@ -377,15 +357,15 @@ mod tests {
             .map(|(packet_id, _)| packet_id.get())
             .collect();
         assert_eq!(left, [2, 4], "the rest, oldest first");
-        assert_eq!(window.allocate(), Some(id(5)));
+        assert_eq!(window.allocate(&mut next_id), Some(id(5)));
     }
 
     #[test]
     fn entries_come_out_in_the_order_they_were_sent_across_the_wrap() {
-        let mut window = InFlightWindow::new(10);
-        window.next_id = 65_534;
+        let mut window = InFlightWindow::new();
+        let mut next_id = 65_534;
         for _ in 0..4 {
-            let packet_id = window.allocate().expect("room left");
+            let packet_id = window.allocate(&mut next_id).expect("a free id");
             window.insert(packet_id, InFlight::AwaitingPubComp);
         }
         let order: Vec<u16> = window

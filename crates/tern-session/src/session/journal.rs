@@ -13,11 +13,11 @@ impl Session {
     /// queued and taken for delivery in the same span is not written twice:
     /// its `Enqueue` and `Dequeue` cancel out.
     pub fn take_changes(&mut self) -> Vec<Op> {
-        if self.changes.is_empty() {
+        let Some(changes) = self.changes.take() else {
             // The usual case, and called for every protocol step.
             return Vec::new();
-        }
-        let mut changes = std::mem::take(&mut self.changes);
+        };
+        let mut changes = *changes;
         let enqueued: HashSet<u64> = changes
             .iter()
             .filter_map(|op| match op {
@@ -47,7 +47,7 @@ impl Session {
         let client_id = &self.record.client_id;
         let mut ops = vec![Op::PutSession(Box::new(self.record.clone()))];
         ops.extend(
-            self.queue
+            self.queue()
                 .iter()
                 .filter(|queued| queued.message.qos() != QoS::AtMostOnce)
                 .map(|queued| Op::Enqueue {
@@ -57,7 +57,7 @@ impl Session {
                 }),
         );
         ops.extend(
-            self.in_flight
+            self.in_flight()
                 .iter()
                 .map(|(packet_id, entry)| Op::PutInFlight {
                     client_id: client_id.clone(),
@@ -66,7 +66,7 @@ impl Session {
                 }),
         );
         ops.extend(
-            self.incoming_qos2
+            self.incoming_qos2()
                 .iter()
                 .map(|packet_id| Op::PutIncomingQos2 {
                     client_id: client_id.clone(),
@@ -74,6 +74,11 @@ impl Session {
                 }),
         );
         ops
+    }
+
+    /// The changes not yet taken, allocated if there were none.
+    pub(super) fn changes_mut(&mut self) -> &mut Vec<Op> {
+        self.changes.get_or_insert_default()
     }
 
     /// Whether the store keeps this session's changes: only a persistent
@@ -89,14 +94,14 @@ impl Session {
     pub(super) fn journal(&mut self, op: impl FnOnce(ByteString) -> Op) {
         if self.is_journaled() {
             let op = op(self.record.client_id.clone());
-            self.changes.push(op);
+            self.changes_mut().push(op);
         }
     }
 
     pub(super) fn journal_record(&mut self) {
         if self.record.expiry.is_persistent() {
-            self.changes
-                .push(Op::PutSession(Box::new(self.record.clone())));
+            let record = Box::new(self.record.clone());
+            self.changes_mut().push(Op::PutSession(record));
         }
     }
 

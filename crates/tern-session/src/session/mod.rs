@@ -11,7 +11,28 @@
 //! them to a [`SessionStore`](crate::SessionStore). A session that ends with
 //! its connection records nothing. QoS 0 messages are queued in memory only:
 //! a restart may lose them, as MQTT allows.
+//!
+//! # Memory of an idle session
+//!
+//! The broker keeps a session for every client, connected or not, and most
+//! clients are idle most of the time: nothing queued, nothing in flight, no
+//! incoming QoS 2 exchange open. What an idle client costs is the broker's
+//! budget (docs/performance.md, "Idle connections"), so a session keeps its
+//! delivery state (the queue, the in-flight window and the incoming QoS 2
+//! identifiers: 128 bytes, besides their buffers) in a box of its own,
+//! allocated when a message or identifier first needs it and freed by
+//! [`Session::release_idle_memory`] once all of it is empty. The journal of
+//! changes for the store is boxed too, and only a persistent session fills
+//! it: an idle session is 128 bytes rather than 272 (x86_64). What must
+//! outlive the box stays inline: the limits, the next sequence number of
+//! the queue (the store keys queued messages by it, and a cluster handover
+//! marks its place with it), the packet identifier to try next and the
+//! drop counters (boxed apart: most sessions never drop). The read accessors
+//! ([`Session::queue`], [`Session::in_flight`], [`Session::incoming_qos2`])
+//! answer from a shared empty value while the box is absent.
 
+#[cfg(test)]
+mod idle_tests;
 mod in_flight;
 mod journal;
 mod queue;
@@ -91,7 +112,8 @@ impl Will {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionLimits {
     /// Most messages queued for delivery; see [`MessageQueue`] for the drop
-    /// policy.
+    /// policy. At least 1; a session holds at most `u32::MAX` (a larger
+    /// value counts as that).
     pub max_queued_messages: usize,
     /// Most QoS 1 and 2 messages in flight (the client's Receive Maximum).
     pub max_inflight_messages: u16,
@@ -115,14 +137,59 @@ pub enum Resend {
     PubRel(PacketId),
 }
 
+/// The delivery state of a session: what an idle session holds none of,
+/// boxed apart so that it costs an idle session one pointer (see the
+/// module docs, "Memory of an idle session").
+#[derive(Debug, Clone, Default)]
+struct Delivery {
+    queue: MessageQueue,
+    in_flight: InFlightWindow,
+    incoming_qos2: BTreeSet<PacketId>,
+}
+
+impl Delivery {
+    const fn new() -> Self {
+        Self {
+            queue: MessageQueue::new(),
+            in_flight: InFlightWindow::new(),
+            incoming_qos2: BTreeSet::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.in_flight.is_empty() && self.incoming_qos2.is_empty()
+    }
+}
+
+/// What a session without its [`Delivery`] box holds: nothing.
+static NO_DELIVERY: Delivery = Delivery::new();
+
 /// The state of one client's session; see the module docs.
 #[derive(Debug, Clone)]
 pub struct Session {
     record: SessionRecord,
-    queue: MessageQueue,
-    in_flight: InFlightWindow,
-    incoming_qos2: BTreeSet<PacketId>,
-    changes: Vec<Op>,
+    /// The changes for the store not yet taken ([`Session::take_changes`]):
+    /// only a persistent session records any, so boxed (8 bytes rather
+    /// than 24 in every clean session) and `None` once taken.
+    #[allow(clippy::box_collection)] // The box is the point: 8 bytes, not 24.
+    changes: Option<Box<Vec<Op>>>,
+    /// Allocated by the first message queued or identifier received;
+    /// freed, once empty, by [`Session::release_idle_memory`] only (not at
+    /// every acknowledgement, which would allocate it again for the next
+    /// message of a busy session).
+    delivery: Option<Box<Delivery>>,
+    // What follows outlives the box.
+    /// The sequence number of the next message queued.
+    next_seq: u64,
+    /// Allocated at the first drop: most sessions never drop.
+    drops: Option<Box<DropCounters>>,
+    /// Most messages queued, at least 1.
+    max_queued_messages: u32,
+    /// Most QoS 1 and 2 messages in flight, at least 1: the Receive
+    /// Maximum of the client's connection.
+    max_inflight_messages: u16,
+    /// The packet identifier the next allocation tries first.
+    next_packet_id: u16,
 }
 
 impl Session {
@@ -135,32 +202,48 @@ impl Session {
             subscriptions: BTreeMap::new(),
             will: None,
         };
-        let mut session = Self {
-            record,
-            queue: MessageQueue::new(limits.max_queued_messages),
-            in_flight: InFlightWindow::new(limits.max_inflight_messages),
-            incoming_qos2: BTreeSet::new(),
-            changes: Vec::new(),
-        };
+        let mut session = Self::with_delivery(record, None, 0, limits);
         session.journal_record();
         session
+    }
+
+    fn with_delivery(
+        record: SessionRecord,
+        delivery: Option<Box<Delivery>>,
+        next_seq: u64,
+        limits: SessionLimits,
+    ) -> Self {
+        Self {
+            record,
+            changes: None,
+            delivery,
+            next_seq,
+            drops: None,
+            max_queued_messages: u32::try_from(limits.max_queued_messages)
+                .unwrap_or(u32::MAX)
+                .max(1),
+            max_inflight_messages: limits.max_inflight_messages.max(1),
+            next_packet_id: 1,
+        }
     }
 
     /// A session loaded from a store. A session stored as connected (the
     /// broker stopped while its client was connected) is taken as
     /// disconnected at `now`, and that change is recorded.
     pub fn restore(stored: StoredSession, limits: SessionLimits, now: Timestamp) -> Self {
-        let mut in_flight = InFlightWindow::new(limits.max_inflight_messages);
+        // New messages get sequence numbers above the stored ones.
+        let next_seq = stored.queue.last().map_or(0, |last| last.seq + 1);
+        let mut in_flight = InFlightWindow::new();
         for (packet_id, entry) in stored.in_flight {
             in_flight.insert(packet_id, entry);
         }
-        let mut session = Self {
-            record: stored.record,
-            queue: MessageQueue::restore(limits.max_queued_messages, stored.queue),
+        let delivery = Delivery {
+            queue: MessageQueue::restore(stored.queue),
             in_flight,
             incoming_qos2: stored.incoming_qos2.into_iter().collect(),
-            changes: Vec::new(),
         };
+        let delivery = (!delivery.is_empty()).then(|| Box::new(delivery));
+        let mut session = Self::with_delivery(stored.record, delivery, next_seq, limits);
         if session.record.disconnected_at.is_none() {
             session.record.disconnected_at = Some(now);
             session.journal_record();
@@ -192,9 +275,12 @@ impl Session {
         match (was_persistent, expiry.is_persistent()) {
             (true, false) => {
                 let client_id = self.record.client_id.clone();
-                self.changes.push(Op::RemoveSession(client_id));
+                self.changes_mut().push(Op::RemoveSession(client_id));
             }
-            (false, true) => self.changes.extend(self.snapshot_ops()),
+            (false, true) => {
+                let ops = self.snapshot_ops();
+                self.changes_mut().extend(ops);
+            }
             _ => self.journal_record(),
         }
     }
@@ -215,9 +301,9 @@ impl Session {
     ) -> Vec<Resend> {
         self.record.disconnected_at = None;
         self.record.will = will.map(Box::new);
-        self.in_flight.set_limit(max_inflight_messages);
+        self.max_inflight_messages = max_inflight_messages.max(1);
         self.journal_record();
-        self.in_flight
+        self.in_flight()
             .iter()
             .map(|(packet_id, entry)| match entry.message() {
                 Some(message) => Resend::Publish(message.to_publish(now, Some(packet_id), true)),
@@ -274,9 +360,13 @@ impl Session {
     pub fn enqueue(&mut self, message: Message) -> Option<DropReason> {
         let store = message.qos() != QoS::AtMostOnce && self.is_journaled();
         let message_for_store = store.then(|| message.clone());
-        let pushed = self.queue.push(message);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let capacity = self.queue_capacity();
+        let pushed = self.delivery_mut().queue.push(message, seq, capacity);
         let mut reason = None;
         if let Some((dropped, why)) = pushed.dropped {
+            self.count_drop(why);
             reason = Some(why);
             if pushed.seq.is_some() {
                 self.journal_removed(&dropped);
@@ -296,23 +386,27 @@ impl Session {
     /// room for it. QoS 1 and 2 messages get a packet identifier and move
     /// in flight. Expired messages at the front are dropped and counted.
     pub fn next_delivery(&mut self, now: Timestamp) -> Option<Publish> {
+        let room = self.has_room();
+        let delivery = self.delivery.as_deref_mut()?;
         let mut expired = Vec::new();
-        let room = self.in_flight.has_room();
-        let queued = self.queue.pop(
+        let queued = delivery.queue.pop(
             now,
             |message| room || message.qos() == QoS::AtMostOnce,
             &mut expired,
         );
         for dropped in &expired {
+            self.count_drop(DropReason::Expired);
             self.journal_removed(dropped);
         }
         let queued = queued?;
         if queued.message.qos() == QoS::AtMostOnce {
             return Some(queued.message.to_publish(now, None, false));
         }
-        let Some(packet_id) = self.in_flight.allocate() else {
+        // A message was queued, so the box is there.
+        let delivery = self.delivery.get_or_insert_default();
+        let Some(packet_id) = delivery.in_flight.allocate(&mut self.next_packet_id) else {
             // Unreachable while `room` holds; keep the message rather than lose it.
-            self.queue.unpop(queued);
+            delivery.queue.unpop(queued);
             return None;
         };
         let publish = queued.message.to_publish(now, Some(packet_id), false);
@@ -328,7 +422,7 @@ impl Session {
             packet_id,
             entry: entry.clone(),
         });
-        self.in_flight.push(packet_id, entry);
+        self.delivery_mut().in_flight.push(packet_id, entry);
         Some(publish)
     }
 
@@ -341,20 +435,23 @@ impl Session {
     /// exchange past PUBREC, whose message was delivered).
     pub fn drop_delivery(&mut self, packet_id: Option<PacketId>, reason: DropReason) -> bool {
         if let Some(packet_id) = packet_id {
-            let has_message = self
+            let Some(delivery) = self.delivery.as_deref_mut() else {
+                return false;
+            };
+            let has_message = delivery
                 .in_flight
                 .get(packet_id)
                 .is_some_and(|entry| entry.message().is_some());
             if !has_message {
                 return false;
             }
-            self.in_flight.remove(packet_id);
+            delivery.in_flight.remove(packet_id);
             self.journal(|client_id| Op::RemoveInFlight {
                 client_id,
                 packet_id,
             });
         }
-        self.queue.count_drop(reason);
+        self.count_drop(reason);
         true
     }
 
@@ -364,7 +461,10 @@ impl Session {
         packet_id: PacketId,
         ack: Acknowledgement,
     ) -> Result<AckOutcome, SessionError> {
-        let outcome = self.in_flight.acknowledge(packet_id, ack)?;
+        let outcome = match self.delivery.as_deref_mut() {
+            Some(delivery) => delivery.in_flight.acknowledge(packet_id, ack)?,
+            None => return Err(SessionError::PacketIdNotFound { packet_id, ack }),
+        };
         self.journal(|client_id| match outcome {
             AckOutcome::Completed => Op::RemoveInFlight {
                 client_id,
@@ -382,7 +482,7 @@ impl Session {
     /// A QoS 2 PUBLISH arrived with `packet_id`. True if it is new (route
     /// it); false if it is a redelivery of one not yet released.
     pub fn receive_qos2(&mut self, packet_id: PacketId) -> bool {
-        let new = self.incoming_qos2.insert(packet_id);
+        let new = self.delivery_mut().incoming_qos2.insert(packet_id);
         if new {
             self.journal(|client_id| Op::PutIncomingQos2 {
                 client_id,
@@ -395,7 +495,10 @@ impl Session {
     /// PUBREL arrived for `packet_id`. False if it was unknown (answer
     /// PUBCOMP with reason 0x92).
     pub fn release_qos2(&mut self, packet_id: PacketId) -> bool {
-        let known = self.incoming_qos2.remove(&packet_id);
+        let known = self
+            .delivery
+            .as_deref_mut()
+            .is_some_and(|delivery| delivery.incoming_qos2.remove(&packet_id));
         if known {
             self.journal(|client_id| Op::RemoveIncomingQos2 {
                 client_id,
@@ -407,7 +510,7 @@ impl Session {
 
     /// Incoming QoS 2 packet identifiers awaiting PUBREL.
     pub fn incoming_qos2(&self) -> &BTreeSet<PacketId> {
-        &self.incoming_qos2
+        &self.delivery().incoming_qos2
     }
 
     /// The will, if the connection set one and it is not yet published.
@@ -453,8 +556,12 @@ impl Session {
     /// queue: an optional sweep. Without it, expired messages are dropped
     /// when they reach the front (the queue's documented policy).
     pub fn drop_expired(&mut self, now: Timestamp) -> usize {
-        let expired = self.queue.remove_expired(now);
+        let Some(delivery) = self.delivery.as_deref_mut() else {
+            return 0;
+        };
+        let expired = delivery.queue.remove_expired(now);
         for dropped in &expired {
+            self.count_drop(DropReason::Expired);
             self.journal_removed(dropped);
         }
         expired.len()
@@ -462,12 +569,23 @@ impl Session {
 
     /// The queue of messages waiting for delivery.
     pub fn queue(&self) -> &MessageQueue {
-        &self.queue
+        &self.delivery().queue
     }
 
     /// Outgoing messages in flight.
     pub fn in_flight(&self) -> &InFlightWindow {
-        &self.in_flight
+        &self.delivery().in_flight
+    }
+
+    /// The limits in force: the queue's capacity (as given to
+    /// [`Session::new`] or [`Session::restore`], at least 1 and at most
+    /// `u32::MAX`) and the in-flight limit of the latest
+    /// [`connect`](Self::connect).
+    pub fn limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_queued_messages: self.queue_capacity(),
+            max_inflight_messages: self.max_inflight_messages,
+        }
     }
 
     /// Whether [`next_delivery`](Self::next_delivery) has a message to
@@ -475,13 +593,56 @@ impl Session {
     /// room for it. When it has not, an acknowledgement from the client
     /// is what makes room, so there is no point in waking its connection.
     pub fn can_deliver(&self) -> bool {
-        self.queue.front().is_some_and(|front| {
-            self.in_flight.has_room() || front.message.qos() == QoS::AtMostOnce
-        })
+        self.queue()
+            .front()
+            .is_some_and(|front| self.has_room() || front.message.qos() == QoS::AtMostOnce)
     }
 
     /// Messages dropped so far, by reason.
     pub fn drops(&self) -> DropCounters {
-        self.queue.drops()
+        self.drops.as_deref().copied().unwrap_or_default()
+    }
+
+    /// Frees the memory of the session's delivery state if it holds
+    /// nothing: no message queued, none in flight, no incoming QoS 2
+    /// identifier awaiting PUBREL. Short of that, an empty queue's buffer
+    /// is freed. For the broker to call when a connection goes idle or a
+    /// session is detached: it changes no behaviour, only memory. Sequence
+    /// numbers, packet identifiers, limits and drop counters carry on as if
+    /// nothing had been freed; the next message queued or identifier
+    /// received allocates the state again (128 bytes, then the buffers).
+    /// See the module docs, "Memory of an idle session".
+    pub fn release_idle_memory(&mut self) {
+        let Some(delivery) = self.delivery.as_deref_mut() else {
+            return;
+        };
+        if delivery.is_empty() {
+            self.delivery = None;
+        } else {
+            delivery.queue.shrink_if_empty();
+        }
+    }
+
+    fn delivery(&self) -> &Delivery {
+        self.delivery.as_deref().unwrap_or(&NO_DELIVERY)
+    }
+
+    fn delivery_mut(&mut self) -> &mut Delivery {
+        self.delivery.get_or_insert_default()
+    }
+
+    fn queue_capacity(&self) -> usize {
+        usize::try_from(self.max_queued_messages).unwrap_or(usize::MAX)
+    }
+
+    /// True when another QoS 1 or 2 message may go in flight. Entries over
+    /// the limit (a new connection lowered it) stay; no new ones are
+    /// admitted until below it.
+    fn has_room(&self) -> bool {
+        self.in_flight().len() < usize::from(self.max_inflight_messages)
+    }
+
+    fn count_drop(&mut self, reason: DropReason) {
+        self.drops.get_or_insert_default().count(reason);
     }
 }

@@ -11,9 +11,9 @@
 //!
 //! Expiry plays no part in that choice: messages whose expiry time has
 //! passed are dropped when they reach the front ([`DropReason::Expired`]),
-//! or by an explicit sweep ([`MessageQueue::remove_expired`]). Every drop
-//! is counted by reason, including those of messages already taken for
-//! delivery ([`DropReason::PacketTooLarge`], counted by the session).
+//! or by an explicit sweep ([`MessageQueue::remove_expired`]). The session
+//! counts every drop by reason ([`DropCounters`]), including those of
+//! messages already taken for delivery ([`DropReason::PacketTooLarge`]).
 
 use std::collections::VecDeque;
 
@@ -76,8 +76,9 @@ impl DropCounters {
 }
 
 /// A message in the queue with its sequence number. Sequence numbers grow
-/// by one per message pushed and are never reused by one queue; they order
-/// the stored copies of QoS 1 and 2 messages.
+/// by one per message pushed and are never reused by one session (the
+/// session hands them out, and keeps counting while its queue is freed);
+/// they order the stored copies of QoS 1 and 2 messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {
     /// Position in the queue's history.
@@ -96,38 +97,40 @@ pub struct Pushed {
 }
 
 /// A bounded FIFO of messages with the drop policy of the module docs.
-#[derive(Debug, Clone)]
+///
+/// The queue holds its messages only. What outlives them is the session's:
+/// the capacity (a setting), the next sequence number (given to
+/// [`push`](Self::push)) and the drop counters (the session counts each
+/// drop the queue reports). So a session can free an empty queue while its
+/// client is idle and start a new one later without losing any of it; see
+/// [`Session::release_idle_memory`](super::Session::release_idle_memory).
+#[derive(Debug, Clone, Default)]
 pub struct MessageQueue {
     messages: VecDeque<Queued>,
-    capacity: usize,
-    next_seq: u64,
     qos0_len: usize,
-    /// Allocated at the first drop: most sessions never drop.
-    drops: Option<Box<DropCounters>>,
 }
 
 impl MessageQueue {
-    /// An empty queue holding at most `capacity` messages (at least 1).
-    pub fn new(capacity: usize) -> Self {
-        Self::restore(capacity, Vec::new())
+    /// An empty queue.
+    pub const fn new() -> Self {
+        Self {
+            messages: VecDeque::new(),
+            qos0_len: 0,
+        }
     }
 
-    /// A queue holding stored `messages` (ordered by sequence number); new
-    /// messages get sequence numbers above theirs. Messages beyond
-    /// `capacity` stay until delivered: restoring never drops.
-    pub fn restore(capacity: usize, messages: Vec<Queued>) -> Self {
+    /// A queue holding stored `messages`, ordered by sequence number.
+    /// Messages beyond the capacity stay until delivered: restoring never
+    /// drops.
+    pub fn restore(messages: Vec<Queued>) -> Self {
         debug_assert!(messages.windows(2).all(|pair| pair[0].seq < pair[1].seq));
-        let next_seq = messages.last().map_or(0, |last| last.seq + 1);
         let qos0_len = messages
             .iter()
             .filter(|queued| queued.message.qos() == QoS::AtMostOnce)
             .count();
         Self {
             messages: messages.into(),
-            capacity: capacity.max(1),
-            next_seq,
             qos0_len,
-            drops: None,
         }
     }
 
@@ -141,21 +144,6 @@ impl MessageQueue {
         self.messages.is_empty()
     }
 
-    /// The most messages the queue holds.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Drops counted so far.
-    pub fn drops(&self) -> DropCounters {
-        self.drops.as_deref().copied().unwrap_or_default()
-    }
-
-    /// Counts a drop of a message that already left the queue.
-    pub(super) fn count_drop(&mut self, reason: DropReason) {
-        self.drops.get_or_insert_default().count(reason);
-    }
-
     /// The next message to deliver, without removing it.
     pub fn front(&self) -> Option<&Queued> {
         self.messages.front()
@@ -166,10 +154,13 @@ impl MessageQueue {
         self.messages.iter()
     }
 
-    /// Appends `message`, applying the drop policy when the queue is full.
-    pub fn push(&mut self, message: Message) -> Pushed {
+    /// Appends `message` under sequence number `seq` (above every queued
+    /// one), applying the drop policy when the queue holds `capacity`
+    /// messages or more. The caller counts the drop reported.
+    pub fn push(&mut self, message: Message, seq: u64, capacity: usize) -> Pushed {
+        debug_assert!(self.messages.back().is_none_or(|last| last.seq < seq));
         let mut dropped = None;
-        if self.messages.len() >= self.capacity {
+        if self.messages.len() >= capacity.max(1) {
             let victim = if self.qos0_len > 0 {
                 let index = self
                     .messages
@@ -177,8 +168,6 @@ impl MessageQueue {
                     .position(|queued| queued.message.qos() == QoS::AtMostOnce);
                 index.map(|index| (index, DropReason::QueueFullQos0))
             } else if message.qos() == QoS::AtMostOnce {
-                let seq = self.take_seq();
-                self.count_drop(DropReason::QueueFullQos0);
                 return Pushed {
                     seq: None,
                     dropped: Some((Queued { seq, message }, DropReason::QueueFullQos0)),
@@ -189,11 +178,9 @@ impl MessageQueue {
             if let Some((index, reason)) = victim
                 && let Some(queued) = self.remove_at(index)
             {
-                self.count_drop(reason);
                 dropped = Some((queued, reason));
             }
         }
-        let seq = self.take_seq();
         if message.qos() == QoS::AtMostOnce {
             self.qos0_len += 1;
         }
@@ -205,8 +192,8 @@ impl MessageQueue {
     }
 
     /// Removes and returns the next live message if `admit` accepts it.
-    /// Expired messages met at the front on the way are counted and
-    /// appended to `expired`.
+    /// Expired messages met at the front on the way are removed and
+    /// appended to `expired`, for the caller to count.
     pub fn pop(
         &mut self,
         now: Timestamp,
@@ -215,7 +202,6 @@ impl MessageQueue {
     ) -> Option<Queued> {
         while self.front()?.message.is_expired(now) {
             let queued = self.remove_at(0)?;
-            self.count_drop(DropReason::Expired);
             expired.push(queued);
         }
         if !admit(&self.front()?.message) {
@@ -233,8 +219,8 @@ impl MessageQueue {
         self.messages.push_front(queued);
     }
 
-    /// Drops every expired message, wherever it is in the queue, counting
-    /// each; returns them so that their stored copies can be deleted.
+    /// Removes every expired message, wherever it is in the queue; returns
+    /// them, for the caller to count and to delete their stored copies.
     pub fn remove_expired(&mut self, now: Timestamp) -> Vec<Queued> {
         let mut expired = Vec::new();
         let mut kept = VecDeque::with_capacity(self.messages.len());
@@ -247,7 +233,6 @@ impl MessageQueue {
         }
         self.messages = kept;
         for queued in &expired {
-            self.count_drop(DropReason::Expired);
             if queued.message.qos() == QoS::AtMostOnce {
                 self.qos0_len -= 1;
             }
@@ -255,10 +240,12 @@ impl MessageQueue {
         expired
     }
 
-    fn take_seq(&mut self) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        seq
+    /// Frees the buffer of an empty queue (a drained queue keeps the
+    /// buffer its longest backlog needed).
+    pub(super) fn shrink_if_empty(&mut self) {
+        if self.messages.is_empty() {
+            self.messages = VecDeque::new();
+        }
     }
 
     fn remove_at(&mut self, index: usize) -> Option<Queued> {
@@ -282,13 +269,60 @@ mod tests {
         Message::with_expiry(publish, expires_at.map(Timestamp::from_millis))
     }
 
-    fn topics(queue: &MessageQueue) -> Vec<&str> {
-        queue.iter().map(|queued| queued.message.topic()).collect()
+    /// A queue with what its session keeps beside it: the capacity, the
+    /// next sequence number and the drop counters.
+    struct Kept {
+        queue: MessageQueue,
+        capacity: usize,
+        next_seq: u64,
+        drops: DropCounters,
+    }
+
+    impl Kept {
+        fn new(capacity: usize) -> Self {
+            Self {
+                queue: MessageQueue::new(),
+                capacity,
+                next_seq: 0,
+                drops: DropCounters::default(),
+            }
+        }
+
+        fn push(&mut self, message: Message) -> Pushed {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let pushed = self.queue.push(message, seq, self.capacity);
+            if let Some((_, reason)) = &pushed.dropped {
+                self.drops.count(*reason);
+            }
+            pushed
+        }
+
+        fn pop(
+            &mut self,
+            now: Timestamp,
+            admit: impl FnOnce(&Message) -> bool,
+            expired: &mut Vec<Queued>,
+        ) -> Option<Queued> {
+            let before = expired.len();
+            let taken = self.queue.pop(now, admit, expired);
+            for _ in before..expired.len() {
+                self.drops.count(DropReason::Expired);
+            }
+            taken
+        }
+
+        fn topics(&self) -> Vec<&str> {
+            self.queue
+                .iter()
+                .map(|queued| queued.message.topic())
+                .collect()
+        }
     }
 
     #[test]
     fn full_queue_drops_the_oldest_qos0_message_first() {
-        let mut queue = MessageQueue::new(3);
+        let mut queue = Kept::new(3);
         queue.push(message(QoS::AtLeastOnce, "a", None));
         queue.push(message(QoS::AtMostOnce, "b", None));
         queue.push(message(QoS::AtMostOnce, "c", None));
@@ -299,16 +333,16 @@ mod tests {
             (dropped.message.topic(), reason),
             ("b", DropReason::QueueFullQos0)
         );
-        assert_eq!(topics(&queue), ["a", "c", "d"]);
+        assert_eq!(queue.topics(), ["a", "c", "d"]);
         queue.push(message(QoS::ExactlyOnce, "e", None));
-        assert_eq!(topics(&queue), ["a", "d", "e"]);
-        assert_eq!(queue.drops().queue_full_qos0, 2);
-        assert_eq!(queue.drops().queue_full_oldest, 0);
+        assert_eq!(queue.topics(), ["a", "d", "e"]);
+        assert_eq!(queue.drops.queue_full_qos0, 2);
+        assert_eq!(queue.drops.queue_full_oldest, 0);
     }
 
     #[test]
     fn arriving_qos0_message_is_refused_when_full_of_qos1() {
-        let mut queue = MessageQueue::new(2);
+        let mut queue = Kept::new(2);
         queue.push(message(QoS::AtLeastOnce, "a", None));
         queue.push(message(QoS::AtLeastOnce, "b", None));
         let pushed = queue.push(message(QoS::AtMostOnce, "c", None));
@@ -317,24 +351,24 @@ mod tests {
             pushed.dropped.map(|(queued, reason)| (queued.seq, reason)),
             Some((2, DropReason::QueueFullQos0))
         );
-        assert_eq!(topics(&queue), ["a", "b"]);
+        assert_eq!(queue.topics(), ["a", "b"]);
     }
 
     #[test]
     fn full_queue_of_qos1_drops_the_oldest() {
-        let mut queue = MessageQueue::new(2);
+        let mut queue = Kept::new(2);
         for topic in ["a", "b", "c", "d"] {
             queue.push(message(QoS::AtLeastOnce, topic, None));
         }
-        assert_eq!(topics(&queue), ["c", "d"]);
-        assert_eq!(queue.drops().queue_full_oldest, 2);
-        assert_eq!(queue.drops().total(), 2);
-        assert_eq!(queue.len(), queue.capacity());
+        assert_eq!(queue.topics(), ["c", "d"]);
+        assert_eq!(queue.drops.queue_full_oldest, 2);
+        assert_eq!(queue.drops.total(), 2);
+        assert_eq!(queue.queue.len(), queue.capacity);
     }
 
     #[test]
     fn expired_messages_are_dropped_when_dequeued() {
-        let mut queue = MessageQueue::new(10);
+        let mut queue = Kept::new(10);
         queue.push(message(QoS::AtLeastOnce, "old", Some(100)));
         queue.push(message(QoS::AtMostOnce, "old0", Some(150)));
         queue.push(message(QoS::AtLeastOnce, "live", Some(1_000)));
@@ -342,8 +376,8 @@ mod tests {
         let next = queue.pop(Timestamp::from_millis(200), |_| true, &mut expired);
         assert_eq!(next.map(|queued| queued.seq), Some(2));
         assert_eq!(expired.iter().map(|q| q.seq).collect::<Vec<_>>(), [0, 1]);
-        assert_eq!(queue.drops().expired, 2);
-        assert!(queue.is_empty());
+        assert_eq!(queue.drops.expired, 2);
+        assert!(queue.queue.is_empty());
         assert_eq!(
             queue.pop(Timestamp::from_millis(200), |_| true, &mut expired),
             None
@@ -354,7 +388,7 @@ mod tests {
     fn a_full_queue_ignores_expiry_until_the_front() {
         // The documented policy: expired messages are dropped when they
         // reach the front, not first when the queue is full.
-        let mut queue = MessageQueue::new(2);
+        let mut queue = Kept::new(2);
         queue.push(message(QoS::AtLeastOnce, "live", None));
         queue.push(message(QoS::AtLeastOnce, "dead", Some(5)));
         let pushed = queue.push(message(QoS::AtLeastOnce, "next", None));
@@ -370,38 +404,38 @@ mod tests {
             Some("next".into())
         );
         assert_eq!(expired.len(), 1);
-        assert_eq!(queue.drops().expired, 1);
+        assert_eq!(queue.drops.expired, 1);
     }
 
     #[test]
     fn pop_leaves_a_message_the_caller_cannot_take() {
-        let mut queue = MessageQueue::new(10);
+        let mut queue = Kept::new(10);
         queue.push(message(QoS::AtLeastOnce, "dead", Some(1)));
         queue.push(message(QoS::AtLeastOnce, "live", None));
         let mut expired = Vec::new();
         let now = Timestamp::from_millis(10);
         assert_eq!(queue.pop(now, |_| false, &mut expired), None);
         assert_eq!(expired.len(), 1, "the expired front was dropped anyway");
-        assert_eq!(topics(&queue), ["live"]);
+        assert_eq!(queue.topics(), ["live"]);
         let taken = queue
             .pop(now, |_| true, &mut expired)
             .expect("a live message");
-        queue.unpop(taken);
-        assert_eq!(topics(&queue), ["live"]);
+        queue.queue.unpop(taken);
+        assert_eq!(queue.topics(), ["live"]);
     }
 
     #[test]
     fn remove_expired_reaches_past_the_front() {
-        let mut queue = MessageQueue::new(10);
+        let mut queue = Kept::new(10);
         queue.push(message(QoS::AtLeastOnce, "live", None));
         queue.push(message(QoS::AtMostOnce, "dead", Some(5)));
-        let expired = queue.remove_expired(Timestamp::from_millis(5));
+        let expired = queue.queue.remove_expired(Timestamp::from_millis(5));
         assert_eq!(expired.len(), 1);
-        assert_eq!(topics(&queue), ["live"]);
+        assert_eq!(queue.topics(), ["live"]);
         // The QoS 0 count followed the removal: a full queue now drops the
         // oldest QoS 1 message.
-        let mut queue = MessageQueue::restore(1, queue.iter().cloned().collect());
-        let pushed = queue.push(message(QoS::AtLeastOnce, "next", None));
+        let mut restored = MessageQueue::restore(queue.queue.iter().cloned().collect());
+        let pushed = restored.push(message(QoS::AtLeastOnce, "next", None), 2, 1);
         assert_eq!(
             pushed.dropped.map(|(_, reason)| reason),
             Some(DropReason::QueueFullOldest)
@@ -409,21 +443,20 @@ mod tests {
     }
 
     #[test]
-    fn restored_queue_continues_sequence_numbers() {
-        let stored = vec![
-            Queued {
-                seq: 41,
-                message: message(QoS::AtLeastOnce, "a", None),
-            },
-            Queued {
-                seq: 44,
-                message: message(QoS::AtLeastOnce, "b", None),
-            },
-        ];
-        let mut queue = MessageQueue::restore(10, stored);
-        assert_eq!(
-            queue.push(message(QoS::AtLeastOnce, "c", None)).seq,
-            Some(45)
-        );
+    fn an_emptied_queue_frees_its_buffer() {
+        let mut queue = Kept::new(10);
+        for topic in ["a", "b", "c"] {
+            queue.push(message(QoS::AtLeastOnce, topic, None));
+        }
+        queue.queue.shrink_if_empty();
+        assert_eq!(queue.queue.len(), 3, "a queue with messages keeps them");
+        let mut expired = Vec::new();
+        while queue
+            .pop(Timestamp::from_millis(0), |_| true, &mut expired)
+            .is_some()
+        {}
+        assert!(queue.queue.messages.capacity() > 0);
+        queue.queue.shrink_if_empty();
+        assert_eq!(queue.queue.messages.capacity(), 0);
     }
 }

@@ -4,17 +4,17 @@ use tern_codec::{Publish, QoS, ReasonCode, SubscriptionOptions};
 
 use super::*;
 
-const CLIENT: &str = "client-1";
+pub(super) const CLIENT: &str = "client-1";
 
-fn id(value: u16) -> PacketId {
+pub(super) fn id(value: u16) -> PacketId {
     PacketId::new(value).expect("test ids are non-zero")
 }
 
-fn at(millis: u64) -> Timestamp {
+pub(super) fn at(millis: u64) -> Timestamp {
     Timestamp::from_millis(millis)
 }
 
-fn message(qos: QoS, topic: &str) -> Message {
+pub(super) fn message(qos: QoS, topic: &str) -> Message {
     let mut publish = Publish::new(topic, "payload");
     publish.qos = qos;
     Message::new(publish, at(0))
@@ -27,17 +27,17 @@ fn expiring(qos: QoS, topic: &str, now: u64, seconds: u32) -> Message {
     Message::new(publish, at(now))
 }
 
-fn session(expiry: SessionExpiry, limits: SessionLimits) -> Session {
+pub(super) fn session(expiry: SessionExpiry, limits: SessionLimits) -> Session {
     let mut session = Session::new(CLIENT.into(), expiry, limits);
     session.take_changes();
     session
 }
 
-fn persistent() -> Session {
+pub(super) fn persistent() -> Session {
     session(SessionExpiry::After(60), SessionLimits::default())
 }
 
-fn names(ops: &[Op]) -> Vec<&'static str> {
+pub(super) fn names(ops: &[Op]) -> Vec<&'static str> {
     ops.iter().map(Op::name).collect()
 }
 
