@@ -76,11 +76,6 @@ const ROUTE_OPTIONS: SubscriptionOptions = SubscriptionOptions {
     retain_handling: RetainHandling::DoNotSend,
 };
 
-/// The connection id marking a session being handed over: attached to
-/// nobody, yet not disconnected (no will, no expiry) until the handover
-/// ends.
-const HANDING_OVER: u64 = u64::MAX;
-
 /// What the broker needs of the cluster; see the module docs.
 pub(crate) struct ClusterLink {
     /// This node.
@@ -564,9 +559,9 @@ impl Broker {
         };
         let wakes = Arc::clone(&self.parked_wakes);
         tokio::spawn(async move {
-            let mut attached = cell.attachment.lock().await;
-            if let Some(attachment) = attached.as_mut() {
-                attachment.kick(&cell, &wakes);
+            let attached = cell.attachment.lock().await;
+            if let Some(attachment) = attached.filter(|attachment| attachment.is_leased()) {
+                cell.kick(attachment.connection_id(), &wakes);
             }
         });
     }
@@ -699,16 +694,12 @@ impl Broker {
         match step {
             HandoverStep::Start => {
                 if let Some(previous) = attached.take()
-                    && previous.connection_id != HANDING_OVER
+                    && previous.is_leased()
                 {
                     self.end_attachment(&cell, previous).await;
                 }
-                *attached = Some(Attachment {
-                    connection_id: HANDING_OVER,
-                    kick: None,
-                    done: None,
-                });
-                cell.set_attached(HANDING_OVER);
+                *attached = Some(Attachment::HANDING_OVER);
+                cell.set_attached(Attachment::HANDING_OVER.connection_id());
                 let (bundle, mark) = {
                     let session = cell.lock();
                     let stored = transfer::stored_session(&session);

@@ -13,7 +13,10 @@
 //!   attached: a CONNECT taking the session over, the connection ending,
 //!   housekeeping removing an expired session. It is held across the wait
 //!   for a taken-over connection to finish, never across socket I/O;
-//! - lock order: registry maps, then attachment, then session;
+//! - an attached connection holds a [`SessionLease`]; it lets go of the
+//!   session when the lease is dropped, which a takeover waits for;
+//! - lock order: registry maps, then attachment, then session; the
+//!   takeover's waiter lock is taken alone;
 //! - an idle connection may park (no task: `server::parking`); then
 //!   whoever queues work for it (a message to deliver, a takeover) wakes
 //!   it through [`ParkedWakes`], reading the cell's parking token under
@@ -21,8 +24,10 @@
 //!   that nothing waited: a wake-up and a park cannot miss each other.
 
 use std::hash::{BuildHasher, Hash, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
 
 use hashbrown::{HashTable, hash_table};
 use tern_codec::ByteString;
@@ -34,26 +39,33 @@ use tokio::sync::{Notify, oneshot};
 pub(crate) type SessionKey = u64;
 
 /// The connection attached to a session, as another connection taking
-/// the session over sees it.
-#[derive(Debug)]
-pub(crate) struct Attachment {
-    /// The attached connection.
-    pub connection_id: u64,
-    /// Sending on it asks the connection to end (takeover).
-    pub kick: Option<oneshot::Sender<()>>,
-    /// Completes (the sender is dropped) once the connection is done with
-    /// the session.
-    pub done: Option<oneshot::Receiver<()>>,
-}
+/// the session over sees it: its id (8 bytes, `None` being 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Attachment(NonZeroU64);
 
 impl Attachment {
-    /// Asks the attached connection to end (once), waking it if it is
-    /// parked.
-    pub(crate) fn kick(&mut self, cell: &SessionCell, wakes: &ParkedWakes) {
-        if let Some(kick) = self.kick.take() {
-            let _gone = kick.send(());
-            wakes.wake_connection(cell);
-        }
+    /// A session being handed over to another node of a cluster: attached
+    /// to no connection, yet not disconnected (no will, no expiry) until
+    /// the handover ends.
+    pub(crate) const HANDING_OVER: Self = Self(NonZeroU64::MAX);
+
+    /// The connection `connection_id`; `None` for 0, which no connection
+    /// has (`Broker::next_connection_id` starts at 1).
+    pub(crate) fn connection(connection_id: u64) -> Option<Self> {
+        NonZeroU64::new(connection_id)
+            .map(Self)
+            .filter(|attachment| *attachment != Self::HANDING_OVER)
+    }
+
+    /// The attached connection (`u64::MAX` while handed over).
+    pub(crate) fn connection_id(self) -> u64 {
+        self.0.get()
+    }
+
+    /// Whether a connection holds a [`SessionLease`] to wait for: all but
+    /// [`Attachment::HANDING_OVER`].
+    pub(crate) fn is_leased(self) -> bool {
+        self != Self::HANDING_OVER
     }
 }
 
@@ -65,23 +77,33 @@ pub(crate) struct SessionCell {
     /// The client identifier.
     pub client_id: ByteString,
     session: Mutex<Session>,
-    /// Wakes the attached connection: messages were queued.
+    /// Wakes the attached connection: messages were queued, or it was
+    /// asked to end ([`SessionCell::kick`]).
     pub notify: Notify,
     /// The connection attached, if any.
     pub attachment: tokio::sync::Mutex<Option<Attachment>>,
-    /// The connection attached (0: none), set with `attachment`, readable
-    /// without its lock.
+    /// The connection attached and still holding its [`SessionLease`]
+    /// (0: none): set with `attachment`, cleared when the lease is
+    /// dropped; readable without a lock.
     attached_to: AtomicU64,
+    /// The connection asked to end: a takeover.
+    kicked: AtomicU64,
+    /// A takeover waiting for the connection it kicked to drop its lease:
+    /// a channel made only when one waits, rather than two kept by every
+    /// connection for the rare takeover (64 bytes each: see
+    /// docs/performance.md, "Idle connections").
+    waiter: Mutex<Option<oneshot::Sender<()>>>,
     /// Set (under the attachment lock) once the cell left the registry.
     removed: AtomicBool,
-    /// The parking lot's token of the attached connection while it is
-    /// parked, else [`NOT_PARKED`]; written and read under the session
-    /// lock (see the module docs).
-    parked: AtomicUsize,
+    /// The parking token of the attached connection while it is parked,
+    /// else [`NOT_PARKED`]; written and read under the session lock (see
+    /// the module docs). 32 bits, beside `removed` in one word: a lot
+    /// whose tokens outgrow them does not park more.
+    parked: AtomicU32,
 }
 
 /// The parking token of a cell whose connection is not parked.
-const NOT_PARKED: usize = usize::MAX;
+const NOT_PARKED: u32 = u32::MAX;
 
 impl SessionCell {
     fn new(key: SessionKey, session: Session) -> Self {
@@ -92,15 +114,17 @@ impl SessionCell {
             notify: Notify::new(),
             attachment: tokio::sync::Mutex::new(None),
             attached_to: AtomicU64::new(0),
+            kicked: AtomicU64::new(0),
+            waiter: Mutex::new(None),
             removed: AtomicBool::new(false),
-            parked: AtomicUsize::new(NOT_PARKED),
+            parked: AtomicU32::new(NOT_PARKED),
         }
     }
 
     /// Records that the attached connection is parked under `token`
     /// (`None`: it runs again). Takes the session's guard: see the module
     /// docs.
-    pub(crate) fn set_parked(&self, _session: &MutexGuard<'_, Session>, token: Option<usize>) {
+    pub(crate) fn set_parked(&self, _session: &MutexGuard<'_, Session>, token: Option<u32>) {
         self.parked
             .store(token.unwrap_or(NOT_PARKED), Ordering::Relaxed);
     }
@@ -109,7 +133,7 @@ impl SessionCell {
     /// session's guard: see the module docs.
     pub(crate) fn parked(&self, _session: &MutexGuard<'_, Session>) -> Option<usize> {
         let token = self.parked.load(Ordering::Relaxed);
-        (token != NOT_PARKED).then_some(token)
+        (token != NOT_PARKED).then_some(token as usize)
     }
 
     /// The session, for one short synchronous section. A panic while the
@@ -135,6 +159,134 @@ impl SessionCell {
     pub(crate) fn is_removed(&self) -> bool {
         self.removed.load(Ordering::Acquire)
     }
+
+    /// Asks the connection `connection_id` to end (a takeover), waking
+    /// it, parked or not. It sees the request ([`SessionLease::is_kicked`])
+    /// when next woken through [`SessionCell::notify`]: a notification
+    /// that finds it busy is kept for its next wait.
+    pub(crate) fn kick(&self, connection_id: u64, wakes: &ParkedWakes) {
+        self.kicked.store(connection_id, Ordering::Release);
+        self.notify.notify_one();
+        wakes.wake_connection(self);
+    }
+
+    /// Takes the session over from the connection `connection_id`: asks
+    /// it to end ([`SessionCell::kick`]) and waits until it has dropped
+    /// its lease, for `timeout` at most; false if it timed out. Call with
+    /// the attachment lock held (one takeover at a time).
+    pub(crate) async fn take_over_from(
+        &self,
+        connection_id: u64,
+        wakes: &ParkedWakes,
+        timeout: Duration,
+    ) -> bool {
+        self.kick(connection_id, wakes);
+        let dropped = {
+            let mut waiter = self.waiter.lock().unwrap_or_else(PoisonError::into_inner);
+            if !self.is_attached_to(connection_id) {
+                return true;
+            }
+            let (sender, dropped) = oneshot::channel();
+            *waiter = Some(sender);
+            dropped
+        };
+        // A closed channel means the same: only the lease sends.
+        tokio::time::timeout(timeout, dropped).await.is_ok()
+    }
+
+    /// The connection `connection_id` lets go of the session: it no
+    /// longer touches it, and a takeover waiting for it (the one that
+    /// kicked it last) proceeds.
+    fn release(&self, connection_id: u64) {
+        let waiter = {
+            let mut waiter = self.waiter.lock().unwrap_or_else(PoisonError::into_inner);
+            let _other = self.attached_to.compare_exchange(
+                connection_id,
+                0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            let kicked = self.kicked.load(Ordering::Acquire) == connection_id;
+            waiter.take_if(|_| kicked)
+        };
+        if let Some(sender) = waiter {
+            let _gone = sender.send(());
+        }
+    }
+}
+
+/// A connection's hold on the session it is attached to: the cell, and
+/// which connection holds it. Dropping it (the connection ended, or its
+/// task panicked) lets go of the session: a connection taking it over
+/// waits for that ([`SessionCell::lease_dropped`]).
+#[derive(Debug)]
+pub(crate) struct SessionLease {
+    cell: Arc<SessionCell>,
+    connection_id: u64,
+}
+
+impl SessionLease {
+    /// The lease of the connection `connection_id`, attached to `cell`.
+    pub(crate) fn new(cell: Arc<SessionCell>, connection_id: u64) -> Self {
+        Self {
+            cell,
+            connection_id,
+        }
+    }
+
+    /// The session's cell.
+    pub(crate) fn cell(&self) -> &Arc<SessionCell> {
+        &self.cell
+    }
+
+    /// The connection holding the lease.
+    pub(crate) fn connection_id(&self) -> u64 {
+        self.connection_id
+    }
+
+    /// Whether the connection was asked to end ([`SessionCell::kick`]).
+    pub(crate) fn is_kicked(&self) -> bool {
+        self.cell.kicked.load(Ordering::Acquire) == self.connection_id
+    }
+
+    /// Records that the connection parks under the parking lot's `token`,
+    /// unless work for it is there already (a message it may be sent, a
+    /// takeover) or it is no longer attached; false then. Under the
+    /// session lock, which whoever queues work holds too (see the module
+    /// docs).
+    pub(crate) fn try_park(&self, token: usize) -> bool {
+        let Ok(token) = u32::try_from(token) else {
+            return false;
+        };
+        let mut session = self.cell.lock();
+        let free = self.is_attached() && !session.can_deliver() && !self.is_kicked();
+        if free {
+            session.release_idle_memory();
+            self.cell.set_parked(&session, Some(token));
+        }
+        free
+    }
+
+    /// Whether the connection may touch the session: it is the one
+    /// attached (a takeover that timed out waiting for it attaches
+    /// another).
+    pub(crate) fn is_attached(&self) -> bool {
+        self.cell.is_attached_to(self.connection_id)
+    }
+}
+
+impl std::ops::Deref for SessionLease {
+    type Target = SessionCell;
+
+    fn deref(&self) -> &SessionCell {
+        &self.cell
+    }
+}
+
+impl Drop for SessionLease {
+    fn drop(&mut self) {
+        self.cell.release(self.connection_id);
+    }
 }
 
 /// The tokens of parked connections that have work, for the parking lot
@@ -158,7 +310,7 @@ impl ParkedWakes {
 
     /// Wakes the connection attached to `cell` if it is parked: after
     /// something it must see was queued outside its session (a
-    /// takeover's kick, [`Attachment::kick`]). Deliveries are woken by
+    /// takeover's kick, [`SessionCell::kick`]). Deliveries are woken by
     /// `Broker::enqueue`.
     fn wake_connection(&self, cell: &SessionCell) {
         let parked = cell.parked(&cell.lock());
@@ -382,6 +534,24 @@ mod tests {
         Session::new(client_id.into(), SessionExpiry::OnDisconnect, limits)
     }
 
+    /// Every client has a cell, connected or not, for as long as its
+    /// session lives: 472 bytes with the `Arc`'s counts (jemalloc's
+    /// 512-byte class) until the takeover channels were made on demand
+    /// and the session's delivery state and journal boxed until used. A
+    /// cell of at most 304 bytes, 320 with the counts, is in the 320-byte
+    /// class; the next is 384. See docs/performance.md, "Idle
+    /// connections".
+    #[test]
+    fn a_cell_stays_in_its_size_class() {
+        const CELL_LIMIT: usize = 304;
+        let cell = size_of::<SessionCell>();
+        println!("a session cell takes {cell} bytes");
+        assert!(
+            cell <= CELL_LIMIT,
+            "a session cell takes {cell} bytes, more than {CELL_LIMIT}"
+        );
+    }
+
     #[test]
     fn cells_are_found_by_client_and_by_key_until_removed() {
         let registry = Registry::default();
@@ -410,5 +580,129 @@ mod tests {
         assert!(registry.by_client("a").is_none());
         assert!(registry.by_key(fresh.key).is_none());
         assert_eq!(registry.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use std::time::Duration;
+
+    use tern_session::{SessionExpiry, SessionLimits};
+
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(10);
+
+    fn cell() -> Arc<SessionCell> {
+        let limits = SessionLimits {
+            max_queued_messages: 10,
+            max_inflight_messages: 10,
+        };
+        let session = Session::new("c".into(), SessionExpiry::OnDisconnect, limits);
+        Registry::default().insert(session)
+    }
+
+    /// A cell with connection `connection_id` attached, and its lease.
+    fn attached(connection_id: u64) -> (Arc<SessionCell>, SessionLease) {
+        let cell = cell();
+        cell.set_attached(connection_id);
+        let lease = SessionLease::new(Arc::clone(&cell), connection_id);
+        (cell, lease)
+    }
+
+    #[tokio::test]
+    async fn a_takeover_waits_for_the_lease_to_be_dropped() {
+        let (cell, lease) = attached(7);
+        let waiting = tokio::spawn({
+            let cell = Arc::clone(&cell);
+            async move { cell.take_over_from(7, &ParkedWakes::default(), LONG).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "proceeded while the lease was held");
+        assert!(lease.is_kicked() && lease.is_attached());
+        drop(lease);
+        assert!(waiting.await.unwrap(), "the wait timed out");
+        assert!(
+            !cell.is_attached_to(7),
+            "a dropped lease no longer touches the session"
+        );
+        // Already dropped: no wait.
+        assert!(
+            cell.take_over_from(7, &ParkedWakes::default(), Duration::ZERO)
+                .await
+        );
+    }
+
+    #[tokio::test]
+    async fn a_takeover_gives_up_after_its_timeout() {
+        let (cell, lease) = attached(7);
+        let wakes = ParkedWakes::default();
+        assert!(
+            !cell
+                .take_over_from(7, &wakes, Duration::from_millis(20))
+                .await
+        );
+        assert!(lease.is_attached());
+    }
+
+    #[tokio::test]
+    async fn a_late_lease_does_not_release_a_wait_for_another_connection() {
+        // Connection 7 was taken over after a timeout: 8 is attached, and
+        // a second takeover waits for 8. 7 ending late must not let it on.
+        let (cell, late) = attached(7);
+        let wakes = ParkedWakes::default();
+        assert!(
+            !cell
+                .take_over_from(7, &wakes, Duration::from_millis(20))
+                .await
+        );
+        cell.set_attached(8);
+        let current = SessionLease::new(Arc::clone(&cell), 8);
+        let waiting = tokio::spawn({
+            let cell = Arc::clone(&cell);
+            async move { cell.take_over_from(8, &ParkedWakes::default(), LONG).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(late);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "released by another connection's lease"
+        );
+        assert!(current.is_attached());
+        drop(current);
+        assert!(waiting.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_kick_reaches_the_connection_it_names_even_if_it_was_busy() {
+        let (cell, lease) = attached(7);
+        let other = SessionLease::new(Arc::clone(&cell), 6);
+        cell.kick(7, &ParkedWakes::default());
+        assert!(lease.is_kicked());
+        assert!(!other.is_kicked());
+        // Nobody waited when it came: the notification is kept.
+        tokio::time::timeout(Duration::from_secs(1), lease.notify.notified())
+            .await
+            .expect("the kick's notification was lost");
+    }
+
+    #[test]
+    fn a_parked_connection_is_recorded_unless_work_is_there() {
+        let wakes = ParkedWakes::default();
+        let (cell, lease) = attached(7);
+        assert!(lease.try_park(3));
+        assert_eq!(cell.parked(&cell.lock()), Some(3));
+        cell.set_parked(&cell.lock(), None);
+
+        // A kick that came first: the connection must run to see it,
+        // and a kick that comes after wakes the parked token.
+        cell.kick(7, &wakes);
+        assert!(!lease.try_park(4));
+        assert_eq!(cell.parked(&cell.lock()), None);
+        let (cell, lease) = attached(9);
+        assert!(lease.try_park(5));
+        cell.kick(9, &wakes);
+        assert_eq!(wakes.take(), vec![5]);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tern_session::{Message, Op, Pending, Session, SessionStore, Timestamp};
 use tokio::sync::watch;
 
-use super::registry::{Attachment, SessionCell};
+use super::registry::{Attachment, SessionCell, SessionLease};
 use super::{Broker, stopped, wall_clock};
 use crate::protocol::OpenSession;
 
@@ -25,8 +25,8 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// A session attached to a connection.
 #[derive(Debug)]
 pub(crate) struct Opened {
-    /// The session's cell.
-    pub cell: Arc<SessionCell>,
+    /// The connection's lease on the session.
+    pub lease: SessionLease,
     /// The session was resumed.
     pub session_present: bool,
     /// The will of a discarded session, owed now that it ends.
@@ -58,11 +58,7 @@ impl Broker {
     /// Attaches a connection to the session `request` names: taking it
     /// over from another connection, discarding it (clean start, or it has
     /// expired) or resuming it.
-    pub(crate) async fn open_session(
-        &self,
-        request: &OpenSession,
-        attachment: Attachment,
-    ) -> Opened {
+    pub(crate) async fn open_session(&self, request: &OpenSession, connection_id: u64) -> Opened {
         if let Some(link) = self.cluster() {
             self.claim_client(link, &request.client_id).await;
         }
@@ -92,11 +88,11 @@ impl Broker {
                 }
                 (resumable, orphan_will)
             };
-            cell.set_attached(attachment.connection_id);
-            *attached = Some(attachment);
+            cell.set_attached(connection_id);
+            *attached = Attachment::connection(connection_id);
             self.metrics.client_connected(true);
             return Opened {
-                cell: Arc::clone(&cell),
+                lease: SessionLease::new(Arc::clone(&cell), connection_id),
                 session_present,
                 orphan_will,
             };
@@ -105,17 +101,21 @@ impl Broker {
 
     /// Asks the attached connection to end and waits until it is done with
     /// the session (or [`TAKEOVER_TIMEOUT`] passed).
-    pub(crate) async fn end_attachment(&self, cell: &SessionCell, mut previous: Attachment) {
+    pub(crate) async fn end_attachment(&self, cell: &SessionCell, previous: Attachment) {
         let client_id = &*cell.client_id;
         self.metrics.client_connected(false);
         tracing::info!(
             client_id,
-            previous = previous.connection_id,
+            previous = previous.connection_id(),
             "session taken over"
         );
-        previous.kick(cell, &self.parked_wakes);
-        if let Some(done) = previous.done.take()
-            && tokio::time::timeout(TAKEOVER_TIMEOUT, done).await.is_err()
+        if !previous.is_leased() {
+            return;
+        }
+        let wakes = &self.parked_wakes;
+        if !cell
+            .take_over_from(previous.connection_id(), wakes, TAKEOVER_TIMEOUT)
+            .await
         {
             tracing::warn!(
                 client_id,
@@ -161,7 +161,7 @@ impl Broker {
         let mut attached = cell.attachment.lock().await;
         let mine = attached
             .as_ref()
-            .is_some_and(|attachment| attachment.connection_id == connection_id);
+            .is_some_and(|attachment| attachment.connection_id() == connection_id);
         if !mine {
             return;
         }
@@ -170,7 +170,9 @@ impl Broker {
         self.metrics.client_connected(false);
         let now = wall_clock();
         let expired = {
-            let session = cell.lock();
+            let mut session = cell.lock();
+            // Kept while disconnected: what it does not hold is freed.
+            session.release_idle_memory();
             let expired = session.is_expired(now);
             if let (false, Some(at)) = (expired, next_deadline(&session)) {
                 self.schedule(cell.key, at);

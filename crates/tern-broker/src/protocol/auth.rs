@@ -95,8 +95,13 @@ impl Protocol {
     /// a password, and `user` replaces its user name for the ACL, as
     /// Mosquitto does. Call it before the first input.
     pub fn set_verified_user(&mut self, user: ByteString) {
-        // Boxed: most connections have none, and a parked one keeps this.
-        self.verified_user = Some(Box::new(user));
+        self.extras_mut().verified_user = Some(user);
+    }
+
+    /// The enhanced authentication or password check in progress, if any.
+    fn take_pending_auth(&mut self) -> Option<PendingAuth> {
+        let extras = self.extras.as_mut()?;
+        extras.pending_auth.take().map(|pending| *pending)
     }
 
     /// Whether clients without a user name may connect on this
@@ -135,7 +140,11 @@ impl Protocol {
             self.start_scram(connect, deadline, out);
             return None;
         }
-        if let Some(user) = &self.verified_user {
+        if let Some(user) = self
+            .extras
+            .as_ref()
+            .and_then(|extras| extras.verified_user.as_ref())
+        {
             self.user = Some(ByteString::clone(user));
             return Some(connect);
         }
@@ -147,7 +156,7 @@ impl Protocol {
                 user: detach(user),
                 password: connect.password.as_deref().map(Bytes::copy_from_slice),
             });
-            self.pending_auth = Some(Box::new(PendingAuth::Password { connect }));
+            self.extras_mut().pending_auth = Some(Box::new(PendingAuth::Password { connect }));
             self.state = State::Authenticating { deadline };
             return None;
         }
@@ -205,7 +214,7 @@ impl Protocol {
             Ok((server, server_first)) => {
                 let reply = auth_packet(ReasonCode::ContinueAuthentication, server_first);
                 out.push(Action::Send(Packet::Auth(Box::new(reply))));
-                self.pending_auth = Some(Box::new(PendingAuth::Scram {
+                self.extras_mut().pending_auth = Some(Box::new(PendingAuth::Scram {
                     server: Box::new(server),
                     connect,
                 }));
@@ -227,7 +236,7 @@ impl Protocol {
     ) {
         match input {
             Input::Packet(Packet::Auth(auth)) => self.on_auth(*auth, out),
-            Input::PasswordChecked(checked) => match self.pending_auth.take().map(|p| *p) {
+            Input::PasswordChecked(checked) => match self.take_pending_auth() {
                 Some(PendingAuth::Password { connect }) => {
                     if let Some(connect) = self.on_password_checked(connect, checked, out) {
                         self.accept_connect(connect, out);
@@ -235,7 +244,7 @@ impl Protocol {
                 }
                 pending => {
                     debug_assert!(false, "a password check without one pending");
-                    self.pending_auth = pending.map(Box::new);
+                    self.extras_mut().pending_auth = pending.map(Box::new);
                 }
             },
             Input::Tick if now.instant < deadline => {}
@@ -267,8 +276,7 @@ impl Protocol {
 
     /// The client's AUTH with the client-final message.
     fn on_auth(&mut self, auth: Auth, out: &mut Vec<Action>) {
-        let Some(PendingAuth::Scram { server, connect }) = self.pending_auth.take().map(|p| *p)
-        else {
+        let Some(PendingAuth::Scram { server, connect }) = self.take_pending_auth() else {
             let detail = "AUTH without an exchange in progress".into();
             return self.deny_connect(ReasonCode::ProtocolError, detail, out);
         };
@@ -302,7 +310,7 @@ impl Protocol {
             return self.deny_connect(ReasonCode::BadUserNameOrPassword, detail, out);
         }
         self.user = Some(success.user.into());
-        self.auth_response = Some(success.server_final.into_boxed_slice());
+        self.extras_mut().auth_response = Some(success.server_final.into_boxed_slice());
         self.scram_connected = true;
         self.accept_connect(connect, out);
     }
@@ -324,7 +332,10 @@ impl Protocol {
             return self.fail(ReasonCode::ProtocolError, detail, session, now, out);
         }
         let data = auth.properties.authentication_data.unwrap_or_default();
-        let outcome = match (auth.reason_code, self.reauth.take()) {
+        let outcome = match (
+            auth.reason_code,
+            self.extras.as_mut().and_then(|extras| extras.reauth.take()),
+        ) {
             (ReasonCode::ReAuthenticate, None) => self.start_reauth(&data),
             (ReasonCode::ContinueAuthentication, Some(server)) => {
                 self.finish_reauth(*server, &data)
@@ -359,7 +370,7 @@ impl Protocol {
         let lookup = self.authorizer.scram_lookup(&user);
         let (server, server_first) = ScramServer::start(client_first, lookup, &nonce)
             .map_err(|error| refused(error.to_string()))?;
-        self.reauth = Some(Box::new(server));
+        self.extras_mut().reauth = Some(Box::new(server));
         Ok(auth_packet(
             ReasonCode::ContinueAuthentication,
             server_first,
@@ -383,7 +394,7 @@ impl Protocol {
             denial: Denial::Connect,
             detail,
         });
-        self.pending_auth = None;
+        drop(self.take_pending_auth());
         self.refuse(reason, out);
     }
 

@@ -113,19 +113,25 @@ impl Protocol {
                 .topic_alias_maximum
                 .unwrap_or(0)
                 .min(self.settings.max_topic_alias_outbound);
-            self.outbound_aliases =
-                (outbound > 0).then(|| Box::new(super::aliases::OutboundAliases::new(outbound)));
+            if outbound > 0 {
+                self.extras_mut().outbound_aliases =
+                    Some(Box::new(super::aliases::OutboundAliases::new(outbound)));
+            }
         }
         self.keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
         if let Some(will) = connect.will {
-            self.pending_will = Some(Box::new(build_will(will)));
+            self.extras_mut().pending_will = Some(Box::new(build_will(will)));
         }
         let mut connack = self.connack_for(assigned, requested, server_keep_alive);
-        if let Some(server_final) = self.auth_response.take() {
+        if let Some(server_final) = self
+            .extras
+            .as_mut()
+            .and_then(|extras| extras.auth_response.take())
+        {
             connack.properties.authentication_method = Some(tern_auth::scram::METHOD.into());
             connack.properties.authentication_data = Some(Vec::from(server_final).into());
         }
-        self.connack = Some(Box::new(connack));
+        self.extras_mut().connack = Some(Box::new(connack));
         self.state = State::Opening;
         out.push(Action::OpenSession(OpenSession {
             client_id: self.client_id.clone(),
@@ -208,8 +214,13 @@ impl Protocol {
             .client
             .receive_maximum
             .min(self.settings.max_inflight_messages);
-        let resends = session.connect(now.wall, window, self.pending_will.take().map(|will| *will));
-        let mut connack = self.connack.take().unwrap_or_default();
+        let (will, connack) = match self.extras.as_mut() {
+            Some(extras) => (extras.pending_will.take(), extras.connack.take()),
+            None => (None, None),
+        };
+        self.release_idle_memory();
+        let resends = session.connect(now.wall, window, will.map(|will| *will));
+        let mut connack = connack.unwrap_or_default();
         connack.session_present = session_present;
         out.push(Action::Send(Packet::ConnAck(connack)));
         for resend in resends {

@@ -118,13 +118,14 @@ impl Protocol {
             return Ok(());
         };
         let maximum = usize::from(self.settings.max_topic_alias);
-        if self.aliases.is_empty() && usize::from(alias) <= maximum {
+        let aliases = &mut self.extras_mut().aliases;
+        if aliases.is_empty() && usize::from(alias) <= maximum {
             // Allocated at the first alias: most clients never use one.
-            self.aliases = vec![None; maximum].into_boxed_slice();
+            *aliases = vec![None; maximum].into_boxed_slice();
         }
         let slot = usize::from(alias)
             .checked_sub(1)
-            .and_then(|index| self.aliases.get_mut(index))
+            .and_then(|index| aliases.get_mut(index))
             .ok_or((
                 ReasonCode::TopicAliasInvalid,
                 "topic alias above the Topic Alias Maximum",

@@ -253,6 +253,49 @@ struct ClientLimits {
     problem_information: bool,
 }
 
+/// The parts of a connection's state that few connections use (topic
+/// aliases, enhanced authentication, a certificate's user name), or that
+/// every connection uses only while it connects (the CONNACK and will
+/// being prepared). Boxed together and allocated on first use: a
+/// connected client usually has none of them, and an idle one keeps its
+/// [`Protocol`] for as long as it is connected (parked, see
+/// `server::parking`), so each pointer here would otherwise be 8 bytes of
+/// every connection. [`Protocol::release_idle_memory`] frees the box once
+/// it is empty again.
+#[derive(Debug, Default)]
+struct Extras {
+    /// Prepared at CONNECT, sent once the session is open.
+    connack: Option<Box<tern_codec::ConnAck>>,
+    /// The will of the CONNECT, until the session is open.
+    pending_will: Option<Box<Will>>,
+    /// Inbound topic aliases (index = alias - 1); empty until the first.
+    aliases: Box<[Option<ByteString>]>,
+    /// Topic aliases assigned in what is sent to the client; only for a
+    /// client that accepts some.
+    outbound_aliases: Option<Box<aliases::OutboundAliases>>,
+    /// An enhanced authentication in progress.
+    pending_auth: Option<Box<auth::PendingAuth>>,
+    /// The server-final SCRAM message, sent in the CONNACK.
+    auth_response: Option<Box<[u8]>>,
+    /// A re-authentication in progress.
+    reauth: Option<Box<tern_auth::ScramServer>>,
+    /// A user name the transport authenticated (a TLS client certificate).
+    verified_user: Option<ByteString>,
+}
+
+impl Extras {
+    fn is_empty(&self) -> bool {
+        self.connack.is_none()
+            && self.pending_will.is_none()
+            && self.aliases.is_empty()
+            && self.outbound_aliases.is_none()
+            && self.pending_auth.is_none()
+            && self.auth_response.is_none()
+            && self.reauth.is_none()
+            && self.verified_user.is_none()
+    }
+}
+
 /// The broker side of one connection; see the module docs.
 #[derive(Debug)]
 pub struct Protocol {
@@ -266,33 +309,17 @@ pub struct Protocol {
     client: ClientLimits,
     /// The session expiry granted at CONNECT.
     expiry: SessionExpiry,
-    /// Prepared at CONNECT, sent once the session is open. Boxed, like
-    /// the will: both are needed only while the session opens, and every
-    /// connection's task holds this state for its whole life.
-    connack: Option<Box<tern_codec::ConnAck>>,
-    /// The will of the CONNECT, until the session is open.
-    pending_will: Option<Box<Will>>,
-    /// Inbound topic aliases (index = alias - 1); empty until the first.
-    aliases: Box<[Option<ByteString>]>,
-    /// Topic aliases assigned in what is sent to the client; only for a
-    /// client that accepts some (boxed: most never do).
-    outbound_aliases: Option<Box<aliases::OutboundAliases>>,
+    /// What few connections use, or all use only while connecting: `None`
+    /// until needed, and again once empty (see [`Extras`]).
+    extras: Option<Box<Extras>>,
     /// QoS 1 publishes received and not yet acknowledged.
     unacked_qos1: usize,
     /// The users, ACL and policy in force (swapped by the runtime on reload).
     authorizer: Arc<Authorizer>,
     /// The authenticated user name (`None`: anonymous).
     user: Option<ByteString>,
-    /// An enhanced authentication in progress.
-    pending_auth: Option<Box<auth::PendingAuth>>,
-    /// The server-final SCRAM message, sent in the CONNACK.
-    auth_response: Option<Box<[u8]>>,
     /// The CONNECT used SCRAM-SHA-256 (so the client may re-authenticate).
     scram_connected: bool,
-    /// A re-authentication in progress.
-    reauth: Option<Box<tern_auth::ScramServer>>,
-    /// A user name the transport authenticated (a TLS client certificate).
-    verified_user: Option<Box<ByteString>>,
     /// The listener's `allow_anonymous`, overriding the authorizer's.
     allow_anonymous: Option<bool>,
 }
@@ -315,19 +342,26 @@ impl Protocol {
                 problem_information: true,
             },
             expiry: SessionExpiry::OnDisconnect,
-            connack: None,
-            pending_will: None,
-            aliases: Box::default(),
-            outbound_aliases: None,
+            extras: None,
             unacked_qos1: 0,
             authorizer: Arc::new(Authorizer::allow_all()),
             user: None,
-            pending_auth: None,
-            auth_response: None,
             scram_connected: false,
-            reauth: None,
-            verified_user: None,
             allow_anonymous: None,
+        }
+    }
+
+    /// The rare parts of the state, allocated if they were not.
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_default()
+    }
+
+    /// Frees the rare parts of the state if none is in use: to call when
+    /// the connection goes idle (it parks). The connection also does it
+    /// itself once its session is open.
+    pub fn release_idle_memory(&mut self) {
+        if self.extras.as_deref().is_some_and(Extras::is_empty) {
+            self.extras = None;
         }
     }
 

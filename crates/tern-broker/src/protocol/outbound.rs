@@ -27,9 +27,11 @@ impl Protocol {
             // Checked with the whole topic, so that an alias is bound
             // only by a packet that is sent.
             if self.fits_client(&packet) {
-                if let (Packet::Publish(publish), Some(aliases)) =
-                    (&mut packet, self.outbound_aliases.as_deref_mut())
-                {
+                let aliases = self.extras.as_deref_mut();
+                if let (Packet::Publish(publish), Some(aliases)) = (
+                    &mut packet,
+                    aliases.and_then(|extras| extras.outbound_aliases.as_deref_mut()),
+                ) {
                     aliases.apply(publish);
                 }
                 out.push(Action::Send(packet));

@@ -58,7 +58,7 @@ use tern_codec::{ByteString, Decoder, Packet, ProtocolVersion};
 use tern_session::{Pending, SessionStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::Instrument;
 
 use super::acks::AckQueue;
@@ -68,7 +68,7 @@ use super::throttle::Throttle;
 use super::transport::proxy::Prefixed;
 use super::transport::{ConnectionInfo, MqttStream, Serving};
 use crate::broker::cluster::RouteCommit;
-use crate::broker::registry::{Attachment, SessionCell};
+use crate::broker::registry::SessionLease;
 use crate::broker::{Broker, stopped, wall_clock};
 use crate::metrics::add;
 use crate::protocol::{
@@ -189,7 +189,7 @@ enum WriteFailure {
 /// What woke the connection.
 enum Event {
     Read(io::Result<usize>),
-    Kicked(bool),
+    Kicked,
     Shutdown,
     Deliver,
     Acked(InboundAck, RouteOutcome),
@@ -214,9 +214,8 @@ struct Connection<S> {
     write_buf: BytesMut,
     inputs: VecDeque<Input>,
     actions: Vec<Action>,
-    cell: Option<Arc<SessionCell>>,
-    kick: Option<oneshot::Receiver<()>>,
-    done: Option<oneshot::Sender<()>>,
+    /// The session, once attached.
+    lease: Option<SessionLease>,
     acks: AckQueue,
     /// Store writes of this session's own changes, until complete.
     own_writes: Vec<Pending<()>>,
@@ -246,18 +245,16 @@ struct Connection<S> {
 /// A connection parked while idle ([`super::parking`]): what it needs to
 /// resume, without its task, its buffers (empty), its link to the runtime
 /// (the socket is deregistered) or its tracing span (made anew when it
-/// resumes).
+/// resumes). Nor the certificate's user name: it replaces the user name
+/// of a CONNECT, and a connection parks only once connected (the protocol
+/// keeps the name it authenticated). Its connection id is its lease's.
 pub(crate) struct Parked {
     /// `None` if the runtime could not let go of the socket (then it was
     /// closed): the connection resumes at once, to end as lost.
     socket: Option<std::net::TcpStream>,
-    certificate_user: Option<Box<str>>,
-    connection_id: u64,
     protocol: Protocol,
     decoder: Decoder,
-    cell: Arc<SessionCell>,
-    kick: Option<oneshot::Receiver<()>>,
-    done: Option<oneshot::Sender<()>>,
+    lease: SessionLease,
     auth_generation: u64,
     /// `None` without rate limits (most connections).
     throttle: Option<Box<Throttle>>,
@@ -277,7 +274,7 @@ impl Parked {
 
     /// The lot has taken it back: wake-ups go to its task again.
     pub(crate) fn mark_resumed(&self) {
-        self.cell.set_parked(&self.cell.lock(), None);
+        self.lease.set_parked(&self.lease.lock(), None);
     }
 
     /// The future of the resumed connection, on its socket registered
@@ -290,8 +287,8 @@ impl Parked {
         // client's).
         let span = tracing::info_span!(
             "connection",
-            connection_id = self.connection_id,
-            client_id = %self.cell.client_id,
+            connection_id = self.lease.connection_id(),
+            client_id = %self.lease.client_id,
             username = self.protocol.user().map(|user| &**user),
         );
         let broker = Arc::clone(&lot.broker);
@@ -390,9 +387,7 @@ impl<S: MqttStream> Connection<S> {
             write_buf: BytesMut::new(),
             inputs: VecDeque::new(),
             actions: Vec::new(),
-            cell: None,
-            kick: None,
-            done: None,
+            lease: None,
             acks: AckQueue::default(),
             own_writes: Vec::new(),
             route_commits: Vec::new(),
@@ -419,8 +414,8 @@ impl<S: MqttStream> Connection<S> {
         Self {
             broker,
             stream,
-            certificate_user: parked.certificate_user,
-            connection_id: parked.connection_id,
+            certificate_user: None,
+            connection_id: parked.lease.connection_id(),
             protocol: parked.protocol,
             decoder: parked.decoder,
             read_buf: BytesMut::new(),
@@ -428,9 +423,7 @@ impl<S: MqttStream> Connection<S> {
             write_buf: BytesMut::new(),
             inputs: VecDeque::new(),
             actions: Vec::new(),
-            cell: Some(parked.cell),
-            kick: parked.kick,
-            done: parked.done,
+            lease: Some(parked.lease),
             acks: AckQueue::default(),
             own_writes: Vec::new(),
             route_commits: Vec::new(),
@@ -483,8 +476,7 @@ impl<S: MqttStream> Connection<S> {
                     self.broken = true;
                     self.process(Input::ConnectionLost).await;
                 }
-                Event::Kicked(true) => self.process(Input::TakenOver).await,
-                Event::Kicked(false) => {}
+                Event::Kicked => self.process(Input::TakenOver).await,
                 Event::Shutdown => self.process(Input::ServerShutdown).await,
                 Event::Deliver => self.process(Input::Deliver).await,
                 Event::Acked(ack, outcome) => {
@@ -526,7 +518,7 @@ impl<S: MqttStream> Connection<S> {
     /// Whether nothing is under way: nothing to read, write, acknowledge,
     /// store or commit, no pause, no takeover, no shutdown.
     fn is_idle(&self) -> bool {
-        self.cell.is_some()
+        self.lease.is_some()
             && !self.broken
             && self.read_buf.is_empty()
             && self.write_buf.is_empty()
@@ -540,7 +532,7 @@ impl<S: MqttStream> Connection<S> {
 
     /// Whether a takeover came that the connection has not handled yet.
     fn is_kicked(&self) -> bool {
-        self.kick.as_ref().is_some_and(|kick| !kick.is_empty())
+        self.lease.as_ref().is_some_and(SessionLease::is_kicked)
     }
 
     /// Parks the idle connection in its lot and ends its task; gives it
@@ -555,61 +547,20 @@ impl<S: MqttStream> Connection<S> {
         let Some(fd) = self.stream.parking_fd() else {
             return Err(self);
         };
-        let Some(cell) = self.cell.clone() else {
-            return Err(self);
-        };
-        self.forget_kick_waker();
         let Some(reservation) = lot.reserve(fd) else {
             return Err(self);
         };
-        if !self.mark_parked(reservation.token()) {
+        let token = reservation.token();
+        let Some(lease) = self.lease.take_if(|lease| lease.try_park(token)) else {
             return Err(self);
-        }
-        reservation.commit(self.into_parked(cell));
+        };
+        reservation.commit(self.into_parked(lease));
         Ok(())
     }
 
-    /// The takeover channel keeps the waker of the last task that polled
-    /// it, and a waker keeps its task's memory, so a parking connection
-    /// hands it one that holds nothing (a takeover reaches a parked
-    /// connection through the lot, and the resumed task polls the channel
-    /// again). A takeover that came meanwhile is kept for the next turn,
-    /// which then sees it, and the connection does not park.
-    fn forget_kick_waker(&mut self) {
-        let Some(kick) = &mut self.kick else {
-            return;
-        };
-        let mut context = Context::from_waker(Waker::noop());
-        match Pin::new(kick).poll(&mut context) {
-            Poll::Pending => {}
-            Poll::Ready(Ok(())) => {
-                let (again, kicked) = oneshot::channel();
-                let _kept = again.send(());
-                self.kick = Some(kicked);
-            }
-            Poll::Ready(Err(_)) => self.kick = None,
-        }
-    }
-
-    /// Records in the session that this connection parks under `token`,
-    /// unless work for it is there already: a message it may be sent, a
-    /// takeover. Under the session lock, which whoever queues work holds
-    /// too (see `broker::registry`).
-    fn mark_parked(&self, token: usize) -> bool {
-        let Some(cell) = &self.cell else {
-            return false;
-        };
-        let session = cell.lock();
-        let free =
-            cell.is_attached_to(self.connection_id) && !session.can_deliver() && !self.is_kicked();
-        if free {
-            cell.set_parked(&session, Some(token));
-        }
-        free
-    }
-
     /// The state to resume from, the socket taken from the runtime.
-    fn into_parked(self, cell: Arc<SessionCell>) -> Box<Parked> {
+    fn into_parked(mut self, lease: SessionLease) -> Box<Parked> {
+        self.protocol.release_idle_memory();
         let socket = match self.stream.into_socket() {
             Ok(socket) => Some(socket),
             Err(error) => {
@@ -619,13 +570,9 @@ impl<S: MqttStream> Connection<S> {
         };
         Box::new(Parked {
             socket,
-            certificate_user: self.certificate_user,
-            connection_id: self.connection_id,
             protocol: self.protocol,
             decoder: self.decoder,
-            cell,
-            kick: self.kick,
-            done: self.done,
+            lease,
             auth_generation: self.auth_generation,
             throttle: (!self.throttle.is_unlimited()).then(|| Box::new(self.throttle)),
             permits: self.permits,
@@ -703,10 +650,9 @@ impl<S: MqttStream> Connection<S> {
             stream,
             read_buf,
             read_size,
-            kick,
             acks,
             shutdown,
-            cell,
+            lease,
             protocol,
             throttle,
             ..
@@ -717,26 +663,22 @@ impl<S: MqttStream> Connection<S> {
             (timeout, park) => timeout.or(park),
         }
         .filter(|_| throttled.is_none());
-        let deliveries = cell.as_deref().filter(|_| protocol.is_connected());
+        // Messages to deliver, or a takeover: both notify the session's
+        // connection.
+        let notified = lease.as_ref().filter(|_| protocol.is_connected());
         tokio::select! {
             () = stopped(shutdown) => Event::Shutdown,
-            kicked = async {
-                match kick.as_mut() {
-                    Some(receiver) => receiver.await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            } => {
-                *kick = None;
-                Event::Kicked(kicked)
-            }
             (ack, outcome) = acks.next(), if !acks.is_empty() => Event::Acked(ack, outcome),
             read = read(stream, read_buf, *read_size), if throttled.is_none() => Event::Read(read),
-            () = async {
-                match deliveries {
-                    Some(cell) => cell.notify.notified().await,
+            kicked = async {
+                match notified {
+                    Some(lease) => {
+                        lease.notify.notified().await;
+                        lease.is_kicked()
+                    }
                     None => std::future::pending().await,
                 }
-            } => Event::Deliver,
+            } => if kicked { Event::Kicked } else { Event::Deliver },
             // One timer (each is 112 bytes of every connection's
             // future): the end of a throttling pause, else the protocol's
             // next deadline, which waits while the client is paused.
@@ -835,12 +777,12 @@ impl<S: MqttStream> Connection<S> {
             self.auth_generation = generation;
             self.protocol.set_authorizer(self.broker.auth.current());
         }
-        let Some(cell) = &self.cell else {
+        let Some(lease) = &self.lease else {
             self.protocol.handle(input, None, now, &mut self.actions);
             return;
         };
-        let mut session = cell.lock();
-        if !cell.is_attached_to(self.connection_id) {
+        let mut session = lease.lock();
+        if !lease.is_attached() {
             // Taken over after our takeover wait timed out: the session is
             // another connection's now. End without touching it.
             drop(session);
@@ -858,7 +800,7 @@ impl<S: MqttStream> Connection<S> {
     }
 
     async fn execute(&mut self, action: Action) {
-        let key = self.cell.as_ref().map(|cell| cell.key);
+        let key = self.lease.as_ref().map(|lease| lease.key);
         match action {
             Action::Send(packet) => self.encode(&packet),
             Action::OpenSession(request) => Box::pin(self.open_session(request)).await,
@@ -906,7 +848,7 @@ impl<S: MqttStream> Connection<S> {
                 filter,
                 subscription,
             } => {
-                if let Some(cell) = &self.cell {
+                if let Some(lease) = &self.lease {
                     // In a cluster, see every retained message already
                     // acknowledged on any node.
                     // Without a quorum there is no barrier: serve what this
@@ -917,15 +859,18 @@ impl<S: MqttStream> Connection<S> {
                     {
                         tracing::warn!(%error, "retained messages read without a cluster read barrier");
                     }
-                    let pending =
-                        self.broker
-                            .send_retained(cell, &filter, &subscription, self.now.wall);
+                    let pending = self.broker.send_retained(
+                        lease.cell(),
+                        &filter,
+                        &subscription,
+                        self.now.wall,
+                    );
                     self.own_writes.extend(pending);
                 }
             }
             Action::ContinueDelivery => {
-                if let Some(cell) = &self.cell {
-                    cell.notify.notify_one();
+                if let Some(lease) = &self.lease {
+                    lease.notify.notify_one();
                 }
             }
             // Counted by the session (`Metrics::count_drops`).
@@ -949,18 +894,9 @@ impl<S: MqttStream> Connection<S> {
     /// it, then lets the protocol answer CONNECT.
     async fn open_session(&mut self, request: OpenSession) {
         tracing::Span::current().record("client_id", &*request.client_id);
-        let (kick, kicked) = oneshot::channel();
-        let (done, finished) = oneshot::channel();
-        let attachment = Attachment {
-            connection_id: self.connection_id,
-            kick: Some(kick),
-            done: Some(finished),
-        };
-        let opened = self.broker.open_session(&request, attachment).await;
-        self.kick = Some(kicked);
-        self.done = Some(done);
-        let key = opened.cell.key;
-        self.cell = Some(opened.cell);
+        let opened = self.broker.open_session(&request, self.connection_id).await;
+        let key = opened.lease.key;
+        self.lease = Some(opened.lease);
         if let Some(will) = opened.orphan_will {
             let routed = self.broker.route(will, Some(key), self.now.wall);
             self.own_writes.extend(routed.pendings);
@@ -1097,9 +1033,10 @@ impl<S: MqttStream> Connection<S> {
                 tracing::error!(%error, "session store write failed");
             }
         }
-        // A connection taking the session over may proceed.
-        drop(self.done.take());
-        if let Some(cell) = self.cell.take() {
+        if let Some(lease) = self.lease.take() {
+            let cell = Arc::clone(lease.cell());
+            // A connection taking the session over may proceed.
+            drop(lease);
             self.broker.detach(&cell, self.connection_id).await;
         }
         tracing::debug!("connection ended");
