@@ -8,7 +8,8 @@
 //! `park_idle_after_ms` instead hands its state here as a [`Parked`] and
 //! its task ends: its socket is registered in this lot's own epoll
 //! instance (`mio`), itself awaited by one task, and its keep-alive
-//! deadline is a number in its slot, swept every [`SWEEP_INTERVAL`].
+//! deadline is a number in its slot (whole seconds since the lot was
+//! made, rounded up), swept every [`SWEEP_INTERVAL`].
 //!
 //! A parked connection resumes, in a new task running the same
 //! connection code, when:
@@ -16,7 +17,8 @@
 //! - something was queued for its session: a message it may be sent now,
 //!   or a takeover by another connection (`Broker::parked_wakes`; the
 //!   registry's docs say why no wake-up is missed);
-//! - its deadline passed (keep-alive; up to [`SWEEP_INTERVAL`] late);
+//! - its deadline passed (keep-alive; up to two seconds late: the
+//!   rounding up and the sweep's interval);
 //! - the server shuts down (every parked connection resumes, sees the
 //!   shutdown and ends as a running one does).
 //!
@@ -58,10 +60,24 @@ const EVENTS: usize = 1024;
 const RESUME_BATCH: usize = 256;
 
 /// One parked connection: its deadline beside it, so that a sweep reads
-/// the slots alone.
+/// the slots alone. 16 bytes: the slab's vector of them doubles as it
+/// grows, so each byte here is up to two per parked connection.
 struct Slot {
-    deadline: Option<Instant>,
+    /// [`seconds`] from the lot's epoch to the deadline, rounded up;
+    /// [`NEVER`] without one.
+    deadline: u32,
     connection: Box<Parked>,
+}
+
+/// The deadline of a connection without one (no keep-alive).
+const NEVER: u32 = u32::MAX;
+
+/// Whole seconds from `epoch` (the lot's) to `at`, rounded `up` or down,
+/// saturated at `u32::MAX` (136 years).
+fn seconds(epoch: Instant, at: Instant, up: bool) -> u32 {
+    let since = at.saturating_duration_since(epoch);
+    let whole = since.as_secs() + u64::from(up && since.subsec_nanos() > 0);
+    u32::try_from(whole).unwrap_or(u32::MAX)
 }
 
 #[derive(Default)]
@@ -92,8 +108,11 @@ impl Reservation<'_> {
     pub(crate) fn commit(mut self, connection: Box<Parked>) {
         self.committed = true;
         let lost = connection.socket().is_none();
+        let deadline = connection
+            .deadline()
+            .map_or(NEVER, |at| seconds(self.lot.epoch, at, true).min(NEVER - 1));
         let token = self.slots.parked.insert(Slot {
-            deadline: connection.deadline(),
+            deadline,
             connection,
         });
         debug_assert_eq!(token, self.token);
@@ -120,6 +139,8 @@ pub(crate) struct ParkingLot {
     /// Every connection, parked or not, ends when this says stop.
     pub shutdown: watch::Receiver<bool>,
     registry: Registry,
+    /// When the lot was made: deadlines count seconds from it.
+    epoch: Instant,
     slots: Mutex<Slots>,
     /// The tasks of resumed connections.
     tasks: TaskTracker,
@@ -149,6 +170,7 @@ impl ParkingLot {
             after,
             shutdown,
             registry,
+            epoch: Instant::now(),
             slots: Mutex::default(),
             tasks: TaskTracker::new(),
         });
@@ -199,11 +221,12 @@ impl ParkingLot {
 
     /// Takes the connections whose deadline is at or before `now`.
     fn take_due(&self, now: Instant) -> Vec<Box<Parked>> {
+        let now = seconds(self.epoch, now, false);
         let mut slots = self.slots();
         let due: Vec<usize> = slots
             .parked
             .iter()
-            .filter(|(_, slot)| slot.deadline.is_some_and(|at| at <= now))
+            .filter(|(_, slot)| slot.deadline <= now)
             .map(|(token, _)| token)
             .collect();
         self.take_from(&mut slots, due)
@@ -341,4 +364,25 @@ fn watch_poller(poll: Poll) -> io::Result<AsyncFd<Poll>> {
     // the `AsyncFd`'s whole life.
     let watched = unsafe { AsyncFd::register_with_interest(poll, tokio::io::Interest::READABLE) };
     watched.map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_two_words() {
+        assert_eq!(size_of::<Slot>(), 16);
+    }
+
+    #[test]
+    fn deadlines_round_up_and_the_sweep_rounds_down() {
+        let epoch = Instant::now();
+        let at = |millis| epoch + Duration::from_millis(millis);
+        // A deadline is never early: 10.3 s is due from 11 s on.
+        assert_eq!(seconds(epoch, at(10_300), true), 11);
+        assert_eq!(seconds(epoch, at(10_000), true), 10);
+        assert_eq!(seconds(epoch, at(10_999), false), 10);
+        assert_eq!(seconds(at(5_000), epoch, true), 0);
+    }
 }
