@@ -237,6 +237,42 @@ async fn nothing_parks_when_parking_is_off() -> Result<()> {
     Ok(())
 }
 
+/// A client that does nothing after its CONNACK parks within about 100 ms
+/// whatever `park_idle_after_ms` says (a storm of reconnecting devices
+/// would otherwise hold a task each for that long); one that has sent
+/// something since waits the whole time.
+#[tokio::test]
+async fn a_client_quiet_since_its_connack_parks_soon() -> Result<()> {
+    let config = BrokerConfig {
+        park_idle_after_ms: 60_000,
+        ..BrokerConfig::for_tests()
+    };
+    let (server, address) = start_with(config).await?;
+    let mut active = TestClient::connect(address, ProtocolVersion::V3_1_1, "active").await?;
+    active.subscribe("t", QoS::AtLeastOnce).await?;
+    let connected = Instant::now();
+    let mut quiet = TestClient::connect(address, ProtocolVersion::V3_1_1, "quiet").await?;
+    parked(&server, 1).await?;
+    assert!(
+        connected.elapsed() < Duration::from_secs(2),
+        "parked after {:?}",
+        connected.elapsed()
+    );
+    // The active one is not parked: it answers without a resume, and the
+    // count stays at the quiet one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.metrics().connections_parked, 1);
+    quiet.send(Packet::PingReq).await?;
+    assert!(matches!(quiet.recv().await?, Some(Packet::PingResp)));
+    // Resumed, it is no longer quiet since its CONNACK: the lot's time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.metrics().connections_parked, 0);
+    active.disconnect().await?;
+    quiet.disconnect().await?;
+    server.shutdown().await?;
+    Ok(())
+}
+
 /// A message to many parked subscribers resumes them all; the lot resumes
 /// them in batches (yielding between), and none is left behind.
 #[tokio::test]

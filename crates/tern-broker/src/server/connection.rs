@@ -86,6 +86,14 @@ const KEEP_SCRATCH: usize = 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The same while the server shuts down.
 const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a connection with nothing since its CONNACK (no packet, no
+/// delivery) stays idle before it parks, if the lot's own time is longer.
+/// Most clients of a fleet connect and then only ping: parking them soon
+/// keeps a storm of connections (every device reconnecting after a
+/// failover) from holding a task each for the lot's whole time, the
+/// broker's peak memory in that storm. A client that sends something
+/// right after its CONNACK (a SUBSCRIBE, usually) is not affected.
+const QUIET_PARK_AFTER: Duration = Duration::from_millis(100);
 
 /// The future that serves one connection past its handshakes until it
 /// closes or parks (`lot`: where it parks when idle, if it may).
@@ -236,6 +244,8 @@ struct Connection<S> {
     now: Now,
     /// When the last event other than a timer's came.
     idle_since: Instant,
+    /// Nothing has happened since the CONNACK: see [`QUIET_PARK_AFTER`].
+    quiet_since_connack: bool,
     /// Where the connection parks once idle for the lot's time, if it may.
     lot: Option<Arc<ParkingLot>>,
     /// Its slots of the connection limits, held for its whole life.
@@ -396,6 +406,7 @@ impl<S: MqttStream> Connection<S> {
             auth_generation,
             throttle,
             idle_since: now.instant,
+            quiet_since_connack: true,
             now,
             lot,
             permits,
@@ -434,6 +445,7 @@ impl<S: MqttStream> Connection<S> {
                 .throttle
                 .map_or_else(|| Throttle::new(0, 0, now.instant), |throttle| *throttle),
             idle_since: now.instant,
+            quiet_since_connack: false,
             now,
             lot: Some(lot),
             permits: parked.permits,
@@ -448,6 +460,7 @@ impl<S: MqttStream> Connection<S> {
             self.now = read_clock();
             if !matches!(event, Event::Tick) {
                 self.idle_since = self.now.instant;
+                self.quiet_since_connack &= !self.protocol.is_connected();
             }
             match event {
                 Event::Read(Ok(0)) => self.process(Input::ConnectionLost).await,
@@ -510,9 +523,14 @@ impl<S: MqttStream> Connection<S> {
     /// When the connection parks if nothing happens, if it may park.
     fn park_at(&self) -> Option<Instant> {
         let lot = self.lot.as_ref()?;
+        let after = if self.quiet_since_connack {
+            lot.after.min(QUIET_PARK_AFTER)
+        } else {
+            lot.after
+        };
         self.protocol
             .is_connected()
-            .then(|| self.idle_since + lot.after)
+            .then(|| self.idle_since + after)
     }
 
     /// Whether nothing is under way: nothing to read, write, acknowledge,
