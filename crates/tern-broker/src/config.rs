@@ -172,6 +172,12 @@ pub struct BrokerConfig {
     /// own task (docs/performance.md). TLS and WebSocket connections are
     /// not parked. 0: never park. Default: 2000.
     pub park_idle_after_ms: u32,
+    /// Microseconds the runtime's workers keep polling for I/O after the
+    /// broker last read something, before they sleep: a busy broker then
+    /// picks up the next packet without the cost of being woken (see
+    /// `server::idle_poll`). At most [`MAX_IDLE_POLL_US`]; 0: sleep at
+    /// once. Default: 50.
+    pub idle_poll_us: u32,
 }
 
 impl Default for BrokerConfig {
@@ -208,6 +214,7 @@ impl Default for BrokerConfig {
             max_bytes_rate: 0,
             max_connection_rate: 0,
             park_idle_after_ms: 2000,
+            idle_poll_us: 50,
         }
     }
 }
@@ -226,6 +233,10 @@ pub enum AclDefault {
 /// The smallest `max_bytes_rate` accepted: below it a single read of a
 /// packet could pause a connection for longer than its keep alive.
 pub const MIN_BYTES_RATE: u32 = 1024;
+
+/// The largest `idle_poll_us`: a worker looks for reads every millisecond
+/// between polls, so a longer window would poll without a pause.
+pub const MAX_IDLE_POLL_US: u32 = 1000;
 
 /// How durable a message is when its publisher gets PUBACK or PUBREC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -316,6 +327,12 @@ pub enum ConfigError {
          second"
     )]
     BytesRate(u32),
+    /// Polling so long that a worker would never sleep.
+    #[error(
+        "idle_poll_us is {0}: set it between 0 (workers sleep as soon as they are idle) and \
+         {MAX_IDLE_POLL_US} microseconds (the default is 50)"
+    )]
+    IdlePoll(u32),
     /// Periodic flush without a period.
     #[error(
         "durability.periodic_ms is 0: give the flush period in milliseconds (for example 100), \
@@ -394,6 +411,9 @@ impl BrokerConfig {
         }
         if self.max_bytes_rate != 0 && self.max_bytes_rate < MIN_BYTES_RATE {
             return Err(ConfigError::BytesRate(self.max_bytes_rate));
+        }
+        if self.idle_poll_us > MAX_IDLE_POLL_US {
+            return Err(ConfigError::IdlePoll(self.idle_poll_us));
         }
         Ok(())
     }
@@ -504,10 +524,11 @@ mod tests {
     #[test]
     fn validation_names_the_key_and_the_fix() {
         type Breaker = fn(&mut BrokerConfig);
-        let cases: [(Breaker, &str); 12] = [
+        let cases: [(Breaker, &str); 13] = [
             (|c| c.max_client_id_length = 0, "max_client_id_length"),
             (|c| c.max_topic_levels = 0, "max_topic_levels"),
             (|c| c.max_bytes_rate = 100, "max_bytes_rate"),
+            (|c| c.idle_poll_us = MAX_IDLE_POLL_US + 1, "idle_poll_us"),
             (|c| c.listeners.clear(), "listeners"),
             (|c| c.max_packet_size = 10, "max_packet_size"),
             (|c| c.max_inflight_messages = 0, "max_inflight_messages"),

@@ -146,7 +146,7 @@ mod store;
 
 pub use config::{
     AclDefault, BrokerConfig, ClusterSettings, ConfigError, DurabilityConfig, ListenerConfig,
-    ListenerKind,
+    ListenerKind, MAX_IDLE_POLL_US,
 };
 pub use error::BrokerError;
 pub use metrics::MetricsSnapshot;

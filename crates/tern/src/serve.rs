@@ -179,6 +179,11 @@ pub struct ServeArgs {
     /// parked, holding less memory (0: never) [default: 2000].
     #[arg(long, env = "TERN_PARK_IDLE_AFTER_MS", value_name = "MS")]
     park_idle_after_ms: Option<u32>,
+    /// Microseconds the workers keep polling for I/O after the last read
+    /// before they sleep, so a busy broker is not woken per packet (0:
+    /// sleep at once; at most 1000) [default: 50].
+    #[arg(long, env = "TERN_IDLE_POLL_US", value_name = "US")]
+    idle_poll_us: Option<u32>,
     /// Log filter, in tracing's EnvFilter syntax (for example `info` or
     /// `tern_broker=debug`) [default: info, openraft at warn].
     #[arg(
@@ -287,7 +292,8 @@ pub fn build_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
         max_message_rate,
         max_bytes_rate,
         max_connection_rate,
-        park_idle_after_ms
+        park_idle_after_ms,
+        idle_poll_us
     );
     if let Some(path) = &args.password_file {
         config.password_file = Some(path.clone());

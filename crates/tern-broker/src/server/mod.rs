@@ -9,6 +9,7 @@
 //!  ├─ parking lot (idle connections)   joined by Server::shutdown
 //!  │    └─ resumed connection tasks    joined by the lot
 //!  ├─ housekeeping (wills, expiry)     joined by Server::shutdown
+//!  ├─ idle pollers, one per worker     joined by Server::shutdown
 //!  └─ $SYS publisher (if enabled)      joined by Server::shutdown
 //! ```
 //!
@@ -28,6 +29,7 @@ mod admin;
 mod auth;
 mod cluster;
 mod connection;
+mod idle_poll;
 mod listener;
 mod parking;
 pub(crate) mod throttle;
@@ -159,6 +161,14 @@ impl Server {
         }
         let housekeeping = sessions::housekeeping(Arc::clone(&broker), signal.clone());
         tasks.push(("housekeeping", tokio::spawn(housekeeping)));
+        if broker.config.idle_poll_us > 0 {
+            let window = Duration::from_micros(broker.config.idle_poll_us.into());
+            let workers = tokio::runtime::Handle::current().metrics().num_workers();
+            for _ in 0..workers {
+                let poller = idle_poll::run(Arc::clone(&broker), window, signal.clone());
+                tasks.push(("idle poller", tokio::spawn(poller)));
+            }
+        }
         if broker.config.sys_interval > 0 {
             let interval = Duration::from_secs(broker.config.sys_interval);
             let publisher = sys::sys_task(Arc::clone(&broker), interval, signal);
