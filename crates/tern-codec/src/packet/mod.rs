@@ -445,6 +445,37 @@ pub(crate) fn read_packet_id(reader: &mut Reader) -> Result<crate::PacketId, Dec
     crate::PacketId::new(reader.u16()?).ok_or(DecodeError::ZeroPacketId)
 }
 
+/// Decodes a PUBACK, PUBREC, PUBREL or PUBCOMP whose body is its packet
+/// identifier alone (every one before MQTT 5; a success without properties
+/// in MQTT 5) straight from `buf`, which holds the whole packet, and
+/// removes it from `buf`. The general path splits a shared handle off the
+/// buffer for each packet, two atomic operations that cost a busy
+/// subscriber's connection more than the rest of reading its
+/// acknowledgments. `None` for any other packet; `buf` is then untouched.
+fn decode_short_ack(
+    header: FixedHeader,
+    buf: &mut BytesMut,
+) -> Option<Result<Packet, DecodeError>> {
+    if header.remaining_length != 2 {
+        return None;
+    }
+    let packet: fn(Ack) -> Packet = match header.packet_type {
+        PacketType::PubAck => Packet::PubAck,
+        PacketType::PubRec => Packet::PubRec,
+        PacketType::PubRel => Packet::PubRel,
+        PacketType::PubComp => Packet::PubComp,
+        _ => return None,
+    };
+    let start = usize::from(header.header_len);
+    let id = u16::from_be_bytes([buf[start], buf[start + 1]]);
+    buf.advance(start + 2);
+    Some(
+        crate::PacketId::new(id)
+            .map(|id| packet(Ack::new(id)))
+            .ok_or(DecodeError::ZeroPacketId),
+    )
+}
+
 /// An incremental decoder for one direction of one connection.
 ///
 /// It holds the protocol version (adopted from a decoded CONNECT) and the
@@ -509,6 +540,9 @@ impl Decoder {
         if buf.len() < packet_len {
             return Ok(None);
         }
+        if let Some(ack) = decode_short_ack(header, buf) {
+            return ack.map(Some);
+        }
         let mut body = buf.split_to(packet_len).freeze();
         body.advance(usize::from(header.header_len));
         let packet = Packet::decode_body(header, body, self.version)?;
@@ -516,5 +550,76 @@ impl Decoder {
             self.version = connect.protocol;
         }
         Ok(Some(packet))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VERSIONS: [ProtocolVersion; 3] = [
+        ProtocolVersion::V3_1,
+        ProtocolVersion::V3_1_1,
+        ProtocolVersion::V5,
+    ];
+
+    /// What the general path makes of one packet at the front of `bytes`.
+    fn general(bytes: &[u8], version: ProtocolVersion) -> Result<Packet, DecodeError> {
+        let header = FixedHeader::parse(bytes, version)?.expect("a whole header");
+        let start = usize::from(header.header_len);
+        let body = Bytes::copy_from_slice(&bytes[start..header.packet_len()]);
+        Packet::decode_body(header, body, version)
+    }
+
+    #[test]
+    fn two_byte_acknowledgments_decode_as_the_general_path_does() {
+        let first_bytes = [0x40, 0x50, 0x62, 0x70];
+        for version in VERSIONS {
+            for first in first_bytes {
+                for id in [0u16, 1, 0x1234, 0xFFFF] {
+                    let [high, low] = id.to_be_bytes();
+                    // A PINGREQ follows: it must stay in the buffer.
+                    let bytes = [first, 2, high, low, 0xC0, 0];
+                    let mut buf = BytesMut::from(&bytes[..]);
+                    let mut decoder = Decoder::new(version, 1024);
+                    let fast = decoder.decode(&mut buf).map(Option::unwrap);
+                    let slow = general(&bytes, version);
+                    assert_eq!(fast, slow, "{version:?}, first byte {first:#x}, id {id}");
+                    if id == 0 {
+                        assert_eq!(fast, Err(DecodeError::ZeroPacketId));
+                    } else {
+                        assert_eq!(&buf[..], &[0xC0, 0]);
+                        assert_eq!(decoder.decode(&mut buf), Ok(Some(Packet::PingReq)));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn longer_acknowledgments_take_the_general_path() {
+        // MQTT 5 PUBACK 0x10 (no matching subscribers), then with an
+        // empty property section.
+        for bytes in [&[0x40, 3, 0, 7, 0x10][..], &[0x40, 4, 0, 7, 0x10, 0][..]] {
+            let mut buf = BytesMut::from(bytes);
+            let mut decoder = Decoder::new(ProtocolVersion::V5, 1024);
+            let packet = decoder.decode(&mut buf).unwrap().unwrap();
+            assert_eq!(Ok(packet.clone()), general(bytes, ProtocolVersion::V5));
+            let Packet::PubAck(ack) = packet else {
+                panic!("not a PUBACK: {packet:?}");
+            };
+            assert_eq!(ack.reason_code, crate::ReasonCode::NoMatchingSubscribers);
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_partial_acknowledgment_waits_for_its_last_byte() {
+        let mut buf = BytesMut::from(&[0x40, 2, 0][..]);
+        let mut decoder = Decoder::new(ProtocolVersion::V3_1_1, 1024);
+        assert_eq!(decoder.decode(&mut buf), Ok(None));
+        buf.extend_from_slice(&[9]);
+        let expected = Packet::PubAck(Ack::new(crate::PacketId::new(9).unwrap()));
+        assert_eq!(decoder.decode(&mut buf), Ok(Some(expected)));
     }
 }
