@@ -175,8 +175,10 @@ pub struct BrokerConfig {
     /// Microseconds the runtime's workers keep polling for I/O after the
     /// broker last read something, before they sleep: a busy broker then
     /// picks up the next packet without the cost of being woken (see
-    /// `server::idle_poll`). At most [`MAX_IDLE_POLL_US`]; 0: sleep at
-    /// once. Default: 50.
+    /// `server::idle_poll`), for CPU spent polling. Worth it on cores of
+    /// the broker's own; off by default, since polling counts as CPU use
+    /// (CPU limits, autoscalers) and takes time from processes sharing the
+    /// cores. At most [`MAX_IDLE_POLL_US`]; 0: sleep at once. Default: 0.
     pub idle_poll_us: u32,
 }
 
@@ -214,7 +216,7 @@ impl Default for BrokerConfig {
             max_bytes_rate: 0,
             max_connection_rate: 0,
             park_idle_after_ms: 2000,
-            idle_poll_us: 50,
+            idle_poll_us: 0,
         }
     }
 }
@@ -330,7 +332,7 @@ pub enum ConfigError {
     /// Polling so long that a worker would never sleep.
     #[error(
         "idle_poll_us is {0}: set it between 0 (workers sleep as soon as they are idle) and \
-         {MAX_IDLE_POLL_US} microseconds (the default is 50)"
+         {MAX_IDLE_POLL_US} microseconds (50 suits a broker with cores of its own)"
     )]
     IdlePoll(u32),
     /// Periodic flush without a period.

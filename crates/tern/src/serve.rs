@@ -180,8 +180,9 @@ pub struct ServeArgs {
     #[arg(long, env = "TERN_PARK_IDLE_AFTER_MS", value_name = "MS")]
     park_idle_after_ms: Option<u32>,
     /// Microseconds the workers keep polling for I/O after the last read
-    /// before they sleep, so a busy broker is not woken per packet (0:
-    /// sleep at once; at most 1000) [default: 50].
+    /// before they sleep, so a busy broker is not woken per packet; for a
+    /// broker with cores of its own, 50 (0: sleep at once; at most 1000)
+    /// [default: 0].
     #[arg(long, env = "TERN_IDLE_POLL_US", value_name = "US")]
     idle_poll_us: Option<u32>,
     /// Log filter, in tracing's EnvFilter syntax (for example `info` or

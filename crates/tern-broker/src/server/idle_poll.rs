@@ -9,9 +9,12 @@
 //! and the worker pays for being switched back in. Under a stream of short
 //! round trips, such as a subscriber acknowledging its window of QoS 1
 //! messages, the pair came once per round trip and took about 40 % of the
-//! broker's core (docs/performance.md, "Idle polling"). The Erlang VM
-//! under EMQX (its schedulers' busy wait) and Go's runtime (spinning
-//! threads) do the same for the same reason.
+//! broker's core (docs/performance.md, "Idle polling"). The Erlang VM's
+//! schedulers (busy wait) and Go's runtime (spinning threads) do the same
+//! for the same reason. It is off by default (`idle_poll_us = 0`): the
+//! polling counts as CPU use, which CPU limits and autoscalers see, and
+//! takes time from processes sharing the cores (EMQX turns the Erlang
+//! VM's busy wait off for the same reasons).
 //!
 //! How: one task per runtime worker runs [`run`]. While something was read
 //! in the last `window`, the task only yields: a worker whose other tasks
@@ -20,9 +23,9 @@
 //! with no sleep in between. Once nothing was read for `window`, the task
 //! dozes and looks again every millisecond; after [`DROWSY`] without
 //! reads, every [`DROWSY`]. So a light load (a packet now and then) costs
-//! at most `window` per millisecond of one core (5 % at the default
-//! 50 µs), an idle broker about nothing, and a busy one spins only through
-//! gaps between reads shorter than `window`.
+//! at most `window` per millisecond of one core (5 % at 50 µs), an idle
+//! broker about nothing, and a busy one spins only through gaps between
+//! reads shorter than `window`.
 //!
 //! The decision is [`IdlePoll`], a plain state machine tested without a
 //! runtime; [`run`] feeds it the broker's count of bytes read.
