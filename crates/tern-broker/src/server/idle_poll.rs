@@ -102,8 +102,13 @@ pub(super) async fn run(
     loop {
         match poll.next(activity(), Instant::now()) {
             Next::Spin => {
-                // A watch's version check is one atomic load.
-                if shutdown.has_changed().unwrap_or(true) && *shutdown.borrow_and_update() {
+                // A watch's version check is one atomic load. Stops as
+                // `stopped` does: on the signal, or once its sender is gone.
+                let stop = match shutdown.has_changed() {
+                    Ok(changed) => changed && *shutdown.borrow_and_update(),
+                    Err(_closed) => true,
+                };
+                if stop {
                     return;
                 }
                 tokio::task::yield_now().await;
