@@ -133,6 +133,21 @@ fn close_flushes_and_a_reopen_sees_everything() {
 }
 
 #[test]
+fn opening_waits_for_a_lock_being_released() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir, Durability::Flush);
+    enqueue(&store, 1).wait().expect("durable");
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        store.close().expect("close");
+    });
+    // Still open for 300 ms: this open waits for the lock, not fails.
+    let store = open(&dir, Durability::Flush);
+    closer.join().expect("closer");
+    assert_eq!(store.verify().expect("consistent").queued_messages, 1);
+}
+
+#[test]
 fn writes_never_block_and_ready_waits_for_the_backlog() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = SledConfig {

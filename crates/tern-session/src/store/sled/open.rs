@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::backlog::Backlog;
 use super::committer::{Committer, Counters};
@@ -130,7 +131,27 @@ fn write_marker(path: &Path) -> Result<(), StoreError> {
     write().map_err(|error| StoreError::io("write the schema marker in", path, error))
 }
 
+/// How long opening waits for a lock that may be on its way out: sled's
+/// background threads keep the files open for a moment after a store in
+/// this process is closed, and a broker restarted by its supervisor may
+/// start while the old process is still exiting.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+const LOCK_RETRY: Duration = Duration::from_millis(20);
+
+/// Opens sled's files, waiting up to [`LOCK_WAIT`] while they are locked.
 fn open_sled(path: &Path, config: SledConfig) -> Result<sled::Db, StoreError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match open_sled_once(path, config) {
+            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            opened => return opened,
+        }
+    }
+}
+
+fn open_sled_once(path: &Path, config: SledConfig) -> Result<sled::Db, StoreError> {
     let sled_config = sled::Config::new()
         .path(path.join(SLED_DIR))
         .cache_capacity(config.cache_capacity)
