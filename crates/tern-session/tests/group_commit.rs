@@ -138,7 +138,7 @@ fn opening_waits_for_a_lock_being_released() {
     let store = open(&dir, Durability::Flush);
     enqueue(&store, 1).wait().expect("durable");
     let closer = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(300));
         store.close().expect("close");
     });
     // Still open for 300 ms: this open waits for the lock, not fails.
