@@ -328,19 +328,22 @@ impl ParkedWakes {
 /// Cells found by a key each cell carries (its client identifier, its
 /// router key): a hash table of the cells alone, so that an entry is one
 /// pointer rather than a copy of the key beside it (every client, idle or
-/// not, has an entry in both indexes). SipHash with a random key, as in
-/// `HashMap`: client identifiers come from clients.
-struct Index<K: ?Sized + 'static> {
+/// not, has an entry in both indexes). Client identifiers come from
+/// clients, so they are hashed with SipHash and a random key, as in
+/// `HashMap`; router keys are numbers this broker assigns, looked up once
+/// per recipient of every message, so they take the much cheaper foldhash
+/// (hashbrown's default, also randomly seeded).
+struct Index<K: ?Sized + 'static, H = RandomState> {
     cells: HashTable<Arc<SessionCell>>,
-    hasher: RandomState,
+    hasher: H,
     key_of: fn(&SessionCell) -> &K,
 }
 
-impl<K: Hash + Eq + ?Sized> Index<K> {
+impl<K: Hash + Eq + ?Sized, H: BuildHasher + Default> Index<K, H> {
     fn new(key_of: fn(&SessionCell) -> &K) -> Self {
         Self {
             cells: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: H::default(),
             key_of,
         }
     }
@@ -388,7 +391,7 @@ impl<K: Hash + Eq + ?Sized> Index<K> {
     }
 }
 
-impl<K: ?Sized> std::fmt::Debug for Index<K> {
+impl<K: ?Sized, H> std::fmt::Debug for Index<K, H> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Index")
@@ -401,7 +404,7 @@ impl<K: ?Sized> std::fmt::Debug for Index<K> {
 #[derive(Debug)]
 pub(crate) struct Registry {
     by_client: Mutex<Index<str>>,
-    by_key: RwLock<Index<SessionKey>>,
+    by_key: RwLock<Index<SessionKey, hashbrown::DefaultHashBuilder>>,
     next_key: AtomicU64,
 }
 
