@@ -87,16 +87,19 @@ impl EdgeTable {
     }
 
     /// The child of `parent` at `level`, if any.
+    /// `level` is text or bytes: a topic's levels are split as bytes, on
+    /// `/`, which is cheaper than splitting the text by characters.
     pub(crate) fn find<'a>(
         &self,
         parent: NodeId,
-        level: &str,
+        level: &(impl AsRef<[u8]> + ?Sized),
         key_of: impl Fn(NodeId) -> (NodeId, &'a Level),
     ) -> Option<NodeId> {
         if self.slots.is_empty() {
             return None;
         }
-        let hash = self.hash(parent, level.as_bytes());
+        let level = level.as_ref();
+        let hash = self.hash(parent, level);
         let tag = tag_of(hash);
         let mut index = self.home(hash);
         // Terminates: at least a quarter of the slots are empty.
@@ -257,7 +260,7 @@ mod tests {
         for child in 1..5000u32 {
             let (parent, level) = key_of(child);
             let expected = (child % 3 != 0).then_some(child);
-            let found = edges.find(parent, &String::from_utf8_lossy(level.as_bytes()), key_of);
+            let found = edges.find(parent, level.as_bytes(), key_of);
             assert_eq!(found, expected, "child {child}");
         }
         assert_eq!(edges.find(4, "8", key_of), None);

@@ -54,8 +54,8 @@ impl Level {
     }
 
     /// True if this level equals `level`.
-    pub(crate) fn is(&self, level: &str) -> bool {
-        self.as_bytes() == level.as_bytes()
+    pub(crate) fn is(&self, level: &(impl AsRef<[u8]> + ?Sized)) -> bool {
+        self.as_bytes() == level.as_ref()
     }
 
     /// True for the level of a `$SYS`-like topic, which wildcards at the

@@ -218,7 +218,7 @@ impl<V> RetainedIndex<V> {
 
     fn find(&self, topic: &str) -> Option<NodeId> {
         let mut node = ROOT;
-        for level in topic.split('/') {
+        for level in topic.as_bytes().split(|&byte| byte == b'/') {
             node = self.edges.find(node, level, key_of(&self.nodes))?;
         }
         Some(node)

@@ -53,7 +53,7 @@ impl<S: SubscriberKey> SubscriptionTrie<S> {
         let mut next = std::mem::take(&mut out.next_frontier);
         frontier.push(ROOT);
         let dollar = topic.starts_with('$');
-        for level in topic.split('/') {
+        for level in topic.as_bytes().split(|&byte| byte == b'/') {
             next.clear();
             for &id in &frontier {
                 let node = &self.nodes[id as usize];
