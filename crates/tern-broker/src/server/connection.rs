@@ -52,10 +52,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::FutureExt;
-use tern_codec::{ByteString, Decoder, Packet, ProtocolVersion};
-use tern_session::{Pending, SessionStore};
+use tern_codec::{ByteString, Decoder, Packet, ProtocolVersion, TopicFilter};
+use tern_session::{Pending, SessionStore, Subscription};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
@@ -186,6 +186,20 @@ async fn read<S: MqttStream>(
             return read;
         }
     }
+}
+
+/// An action that waits for something (the session, the cluster, a
+/// password check) before it is done.
+enum Waiting {
+    OpenSession(OpenSession),
+    SendRetained {
+        filter: TopicFilter,
+        subscription: Subscription,
+    },
+    CheckPassword {
+        user: ByteString,
+        password: Option<Bytes>,
+    },
 }
 
 /// Why a turn's bytes were not all written.
@@ -773,7 +787,11 @@ impl<S: MqttStream> Connection<S> {
         loop {
             let mut actions = std::mem::take(&mut self.actions);
             for action in actions.drain(..) {
-                self.execute(action).await;
+                // Most actions are done at once; only a few wait, and only
+                // those go through a future.
+                if let Some(waiting) = self.execute_at_once(action) {
+                    self.execute_waiting(waiting).await;
+                }
             }
             self.actions = actions;
             let Some(input) = self.inputs.pop_front() else {
@@ -817,11 +835,12 @@ impl<S: MqttStream> Connection<S> {
         }
     }
 
-    async fn execute(&mut self, action: Action) {
+    /// Carries out `action` if it needs no waiting; returns it otherwise.
+    fn execute_at_once(&mut self, action: Action) -> Option<Waiting> {
         let key = self.lease.as_ref().map(|lease| lease.key);
         match action {
             Action::Send(packet) => self.encode(&packet),
-            Action::OpenSession(request) => Box::pin(self.open_session(request)).await,
+            Action::OpenSession(request) => return Some(Waiting::OpenSession(request)),
             Action::Route { message, ack } => {
                 let routed = self.broker.route(message, key, self.now.wall);
                 match ack {
@@ -866,6 +885,40 @@ impl<S: MqttStream> Connection<S> {
                 filter,
                 subscription,
             } => {
+                return Some(Waiting::SendRetained {
+                    filter,
+                    subscription,
+                });
+            }
+            Action::ContinueDelivery => {
+                if let Some(lease) = &self.lease {
+                    lease.notify.notify_one();
+                }
+            }
+            // Counted by the session (`Metrics::count_drops`).
+            Action::Dropped(OutboundDrop::PacketTooLarge) => {
+                tracing::debug!("message larger than the client's maximum packet size dropped");
+            }
+            Action::CheckPassword { user, password } => {
+                return Some(Waiting::CheckPassword { user, password });
+            }
+            Action::Denied { denial, detail } => {
+                self.broker.metrics.count_denial(denial);
+                log_denial(denial, &detail, self.protocol.user());
+            }
+            Action::Close { reason } => tracing::info!(%reason, "closing"),
+        }
+        None
+    }
+
+    /// Carries out an action that waits for something.
+    async fn execute_waiting(&mut self, waiting: Waiting) {
+        match waiting {
+            Waiting::OpenSession(request) => Box::pin(self.open_session(request)).await,
+            Waiting::SendRetained {
+                filter,
+                subscription,
+            } => {
                 if let Some(lease) = &self.lease {
                     // In a cluster, see every retained message already
                     // acknowledged on any node.
@@ -886,25 +939,11 @@ impl<S: MqttStream> Connection<S> {
                     self.own_writes.extend(pending);
                 }
             }
-            Action::ContinueDelivery => {
-                if let Some(lease) = &self.lease {
-                    lease.notify.notify_one();
-                }
-            }
-            // Counted by the session (`Metrics::count_drops`).
-            Action::Dropped(OutboundDrop::PacketTooLarge) => {
-                tracing::debug!("message larger than the client's maximum packet size dropped");
-            }
-            Action::CheckPassword { user, password } => {
+            Waiting::CheckPassword { user, password } => {
                 let authorizer = Arc::clone(self.protocol.authorizer());
                 let checked = check_password(authorizer, user, password).await;
                 self.inputs.push_back(Input::PasswordChecked(checked));
             }
-            Action::Denied { denial, detail } => {
-                self.broker.metrics.count_denial(denial);
-                log_denial(denial, &detail, self.protocol.user());
-            }
-            Action::Close { reason } => tracing::info!(%reason, "closing"),
         }
     }
 
