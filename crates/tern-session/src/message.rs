@@ -1,8 +1,6 @@
 //! An application message held by the broker on behalf of a client, with
 //! its absolute MQTT 5 expiry time.
 
-use std::sync::Arc;
-
 use tern_codec::{PacketId, Publish, QoS};
 
 use crate::Timestamp;
@@ -14,15 +12,9 @@ use crate::Timestamp;
 /// topic alias and no Message Expiry Interval property. The expiry is held
 /// instead as an absolute time, so the interval left can be computed at
 /// delivery ([`Message::to_publish`]) however long the message waited.
-///
-/// The PUBLISH is shared: the copies a message fans out to, one per
-/// subscriber, hold one reference each to the same packet unless a
-/// subscriber receives it differently (see [`Message::delivered_as`]), so
-/// a message queued for a thousand subscribers is one PUBLISH and a
-/// thousand small handles, and queueing it costs one reference count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    publish: Arc<Publish>,
+    publish: Publish,
     expires_at: Option<Timestamp>,
 }
 
@@ -51,34 +43,8 @@ impl Message {
             properties.message_expiry_interval = None;
         }
         Self {
-            publish: Arc::new(publish),
+            publish,
             expires_at,
-        }
-    }
-
-    /// The copy of this message a subscriber receives: at `qos`, with
-    /// RETAIN as `retain`, and with `subscription_identifiers` (MQTT 5) in
-    /// place of any the message carries. It shares this message's PUBLISH
-    /// when those are what it already has, as in the usual fan-out.
-    pub fn delivered_as(&self, qos: QoS, retain: bool, subscription_identifiers: &[u32]) -> Self {
-        let publish = &*self.publish;
-        if publish.qos == qos
-            && publish.retain == retain
-            && publish.properties().subscription_identifiers == subscription_identifiers
-        {
-            return self.clone();
-        }
-        let mut publish = publish.clone();
-        publish.qos = qos;
-        publish.retain = retain;
-        if !subscription_identifiers.is_empty()
-            || !publish.properties().subscription_identifiers.is_empty()
-        {
-            publish.properties_mut().subscription_identifiers = subscription_identifiers.to_vec();
-        }
-        Self {
-            publish: Arc::new(publish),
-            expires_at: self.expires_at,
         }
     }
 
@@ -119,7 +85,7 @@ impl Message {
     /// The PUBLISH to send at `now`: with `packet_id` (required for QoS 1
     /// and 2), the DUP flag for a redelivery, and the expiry interval left.
     pub fn to_publish(&self, now: Timestamp, packet_id: Option<PacketId>, dup: bool) -> Publish {
-        let mut publish = Publish::clone(&self.publish);
+        let mut publish = self.publish.clone();
         publish.packet_id = packet_id;
         publish.dup = dup && publish.qos != QoS::AtMostOnce;
         if let Some(remaining) = self.remaining_expiry(now) {
@@ -188,36 +154,5 @@ mod tests {
         assert_eq!(publish.packet_id, PacketId::new(3));
         assert!(publish.dup);
         assert_eq!(publish.properties().message_expiry_interval, Some(30));
-    }
-
-    #[test]
-    fn a_copy_delivered_as_published_shares_the_packet() {
-        let message = Message::new(publish_with_expiry(Some(60)), Timestamp::from_millis(0));
-        let same = message.delivered_as(QoS::AtLeastOnce, false, &[]);
-        assert!(Arc::ptr_eq(&message.publish, &same.publish));
-        assert_eq!(same.expires_at(), message.expires_at());
-    }
-
-    #[test]
-    fn a_copy_delivered_differently_gets_its_own_packet() {
-        let message = Message::new(publish_with_expiry(None), Timestamp::from_millis(0));
-        let downgraded = message.delivered_as(QoS::AtMostOnce, false, &[]);
-        assert_eq!(downgraded.qos(), QoS::AtMostOnce);
-        assert_eq!(message.qos(), QoS::AtLeastOnce, "the original is unchanged");
-        let retained = message.delivered_as(QoS::AtLeastOnce, true, &[7]);
-        assert!(retained.publish().retain);
-        assert_eq!(
-            retained.publish().properties().subscription_identifiers,
-            [7]
-        );
-        let without = retained.delivered_as(QoS::AtLeastOnce, true, &[]);
-        assert!(
-            without
-                .publish()
-                .properties()
-                .subscription_identifiers
-                .is_empty()
-        );
-        assert!(!Arc::ptr_eq(&message.publish, &retained.publish));
     }
 }

@@ -80,22 +80,27 @@ fn copy_for(
     retain_as_published: bool,
     identifiers: &[NonZeroU32],
 ) -> Message {
-    let publish = message.publish();
-    let qos = publish.qos.min(qos);
-    let retain = publish.retain && retain_as_published;
-    if identifiers.is_empty() {
-        return message.delivered_as(qos, retain, &[]);
+    let mut publish = message.publish().clone();
+    publish.qos = publish.qos.min(qos);
+    publish.retain = publish.retain && retain_as_published;
+    if !identifiers.is_empty() || !publish.properties().subscription_identifiers.is_empty() {
+        publish.properties_mut().subscription_identifiers =
+            identifiers.iter().map(|id| id.get()).collect();
     }
-    let identifiers: Vec<u32> = identifiers.iter().map(|id| id.get()).collect();
-    message.delivered_as(qos, retain, &identifiers)
+    Message::with_expiry(publish, message.expires_at())
 }
 
 /// The copy of a retained message sent for a new subscription: RETAIN set
 /// (MQTT 5 §3.3.1.3), at most the subscription's QoS, with its identifier.
 fn retained_for(message: &Message, subscription: &Subscription) -> Message {
-    let qos = message.qos().min(subscription.options.qos);
+    let mut publish = message.publish().clone();
+    publish.qos = publish.qos.min(subscription.options.qos);
+    publish.retain = true;
     let identifiers: Vec<u32> = subscription.identifier.iter().map(|id| id.get()).collect();
-    message.delivered_as(qos, true, &identifiers)
+    if !identifiers.is_empty() || !publish.properties().subscription_identifiers.is_empty() {
+        publish.properties_mut().subscription_identifiers = identifiers;
+    }
+    Message::with_expiry(publish, message.expires_at())
 }
 
 impl Broker {
