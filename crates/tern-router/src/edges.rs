@@ -87,6 +87,7 @@ impl EdgeTable {
     }
 
     /// The child of `parent` at `level`, if any.
+    ///
     /// `level` is text or bytes: a topic's levels are split as bytes, on
     /// `/`, which is cheaper than splitting the text by characters.
     pub(crate) fn find<'a>(
