@@ -322,6 +322,55 @@ def test_websocket_upgrade_checks_the_path_and_negotiates_the_subprotocol(tern_w
     assert _upgrade_status(port, "/mqtt", "chat").startswith("HTTP/1.1 400")
 
 
+def _anonymous_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("RssAnon:"))
+
+
+def _idle_websocket_client(port: int, client_id: str) -> socket.socket:
+    """A WebSocket connection that has sent CONNECT and received its CONNACK."""
+    sock = socket.create_connection((HOST, port), timeout=5)
+    sock.sendall(("GET /mqtt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n").encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed during the upgrade: {response!r}"
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101"), response
+    packet = raw.connect(client_id)
+    mask = b"\x11\x22\x33\x44"
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(packet))
+    sock.sendall(bytes([0x82, 0x80 | len(packet)]) + mask + masked)
+    frame = b""
+    while len(frame) < 6:
+        chunk = sock.recv(6 - len(frame))
+        assert chunk, f"closed before CONNACK: {frame!r}"
+        frame += chunk
+    assert frame[:3] == b"\x82\x04\x20" and frame[5] == 0, frame
+    return sock
+
+
+def test_idle_websocket_clients_hold_little_memory(tern_with):
+    # tungstenite's default receive buffer, 128 KiB per connection filled
+    # with zeros before the first read, made each idle WebSocket client
+    # cost the broker 136 KiB here; with 4 KiB it costs about 24 KiB at
+    # this count (the broker's fixed allocations spread over few clients),
+    # 8 KiB at 10,000 (docs/performance.md, "Idle WebSocket connections").
+    port = free_port()
+    broker = tern_with(listener("ws", port, "web"))
+    _idle_websocket_client(port, "warm-up").close()
+    before = _anonymous_kib(broker.process.pid)
+    clients = [_idle_websocket_client(port, f"idle-ws-{index}") for index in range(200)]
+    try:
+        per_client_kib = (_anonymous_kib(broker.process.pid) - before) / len(clients)
+        assert per_client_kib < 48, f"{per_client_kib:.1f} KiB per idle WebSocket client"
+    finally:
+        for client in clients:
+            client.close()
+
+
 # -- PROXY protocol ---------------------------------------------------------
 
 def _connect_line(broker: Broker, client_id: str) -> str:

@@ -22,6 +22,15 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+/// Bytes tungstenite reads from the socket at a time, and the capacity of
+/// its receive buffer, which every connection keeps while idle. Its
+/// default, 128 KiB, is allocated for every connection and filled with
+/// zeros before the first read, so each idle WebSocket client held 136 KiB
+/// (docs/performance.md, "Idle WebSocket connections"). 4 KiB is what
+/// tungstenite advises for many connections, and what rustls reads at a
+/// time below a secure WebSocket.
+const WS_READ_BUFFER: usize = 4 * 1024;
+
 /// The subprotocols of MQTT over WebSocket: `mqtt` (3.1.1 and 5.0) and
 /// `mqttv3.1` (3.1), in order of preference.
 pub(crate) const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
@@ -41,6 +50,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
     let callback = |request: &Request, response: Response| check_upgrade(request, response, path);
