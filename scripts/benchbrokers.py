@@ -1,11 +1,12 @@
-"""What scripts/bench-compare and scripts/bench-idle-memory share about the
-brokers they start: a free loopback port, and rumqttd (where to find it,
-how to install it, its configuration)."""
+"""What the benchmark scripts share about the brokers they start: a free
+loopback port, waiting for a broker to listen, reading its memory, and
+rumqttd (where to find it, how to install it, its configuration)."""
 
 import os
 import shutil
 import socket
 import sys
+import time
 
 RUMQTTD_INSTALL = "cargo install rumqttd --version 0.20.0 --root /work/tools/rumqttd"
 
@@ -14,6 +15,41 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_listening(port, process, name, timeout=15.0):
+    """Returns once `process` (called `name` in errors) accepts connections
+    on 127.0.0.1:`port`; exits the script if it stops or times out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{name} exited at start-up with status {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{name} did not listen on port {port} within {timeout:.0f} s")
+
+
+def memory(pid):
+    """VmRSS, its peak so far (VmHWM), its anonymous and file-backed parts
+    (RssAnon: heap and stacks; RssFile: pages of the binary and libraries
+    read in, code that first runs when connections come among them), Pss
+    and Private_Dirty of `pid`, in kB."""
+    fields = {"VmRSS:": "rss", "VmHWM:": "peak", "RssAnon:": "rss_anon", "RssFile:": "rss_file"}
+    figures = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key = fields.get(line.split(maxsplit=1)[0])
+            if key:
+                figures[key] = int(line.split()[1])
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            key = line.split(":")[0]
+            if key in ("Pss", "Private_Dirty"):
+                figures[key.lower()] = int(line.split()[1])
+    return figures
 
 
 def rumqttd_config(port, max_connections=20_000, protocol="311"):
