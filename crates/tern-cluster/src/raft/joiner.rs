@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -133,26 +133,68 @@ async fn ask_seeds(
 }
 
 /// Keeps [`crate::RaftNode::is_ready`] current: a member that knows a leader and has
-/// applied up to its commit index.
+/// applied up to its commit index. A leader must also have heard from a majority of
+/// the voters within the election timeout's upper bound (its lease): openraft 0.9
+/// keeps a leader cut off from the others leading until it hears of a higher term,
+/// while the others elect a new leader after that long. Such a leader reports
+/// not-ready, with the reason in its status, so a load balancer sends it no new
+/// clients; it is ready again once a majority answers (or, the partition healed, it
+/// follows the new leader).
 pub(crate) async fn monitor_readiness(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
     let mut metrics = inner.raft.metrics();
+    let lease_ms = inner.config.election_timeout_max_ms;
+    let mut reported_isolation = false;
+    // Since when this node has led without any majority's acknowledgement.
+    let mut unacknowledged_since: Option<Instant> = None;
     loop {
         let committed = inner
             .raft
             .with_raft_state(|s| s.committed.map_or(0, |id| id.index))
             .await;
-        let ready = {
+        let (ready, isolated) = {
             let m = metrics.borrow_and_update();
-            let member = m
-                .membership_config
-                .membership()
-                .get_node(&inner.id)
-                .is_some();
+            let membership = m.membership_config.membership();
+            let member = membership.get_node(&inner.id).is_some();
             let applied = m.last_applied.map_or(0, |id| id.index);
-            let ready = committed.is_ok_and(|committed| applied >= committed);
-            member && inner.joined.load(Ordering::Relaxed) && m.current_leader.is_some() && ready
+            let caught_up = committed.is_ok_and(|committed| applied >= committed);
+            let sole_voter = membership.voter_ids().all(|id| id == inner.id);
+            let leading = m.current_leader == Some(inner.id) && !sole_voter;
+            // A new leader has no acknowledgement until its first heartbeat
+            // round: counted from when this monitor first saw it so.
+            let millis_since_quorum_ack = match (leading, m.millis_since_quorum_ack) {
+                (true, None) => {
+                    let since = *unacknowledged_since.get_or_insert_with(Instant::now);
+                    Some(since.elapsed().as_millis() as u64)
+                }
+                (_, acknowledged) => {
+                    unacknowledged_since = None;
+                    acknowledged
+                }
+            };
+            let isolated = leader_without_quorum(leading, millis_since_quorum_ack, lease_ms);
+            let acknowledged = !leading || m.millis_since_quorum_ack.is_some();
+            let ready = member
+                && inner.joined.load(Ordering::Relaxed)
+                && m.current_leader.is_some()
+                && caught_up
+                && acknowledged
+                && isolated.is_none();
+            (ready, isolated)
         };
         inner.ready.store(ready, Ordering::Relaxed);
+        // The joiner owns the problem until this node has joined.
+        if inner.joined.load(Ordering::Relaxed) && isolated.is_some() != reported_isolation {
+            reported_isolation = isolated.is_some();
+            if let Some(problem) = &isolated {
+                tracing::warn!(node = inner.id, "{problem}");
+            } else {
+                tracing::info!(
+                    node = inner.id,
+                    "no longer a leader cut off from the majority"
+                );
+            }
+            inner.set_problem(isolated);
+        }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { break },
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -160,4 +202,45 @@ pub(crate) async fn monitor_readiness(inner: Arc<Inner>, mut cancel: watch::Rece
         }
     }
     inner.ready.store(false, Ordering::Relaxed);
+}
+
+/// Why a leader (`leading`, with other voters) is cut off from the majority: no
+/// majority has acknowledged it for longer than its lease.
+fn leader_without_quorum(
+    leading: bool,
+    millis_since_quorum_ack: Option<u64>,
+    lease_ms: u64,
+) -> Option<String> {
+    let ms = millis_since_quorum_ack.filter(|ms| leading && *ms > lease_ms)?;
+    Some(format!(
+        "this node leads, but no majority of the voters has answered it for {ms} ms \
+         (its lease is {lease_ms} ms): a network partition, or the other voters are \
+         down; it takes no new clients until a majority answers or a new leader is known"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leader_without_quorum;
+
+    #[test]
+    fn a_leader_answered_within_its_lease_is_not_cut_off() {
+        assert_eq!(leader_without_quorum(true, Some(0), 1_000), None);
+        assert_eq!(leader_without_quorum(true, Some(1_000), 1_000), None);
+    }
+
+    #[test]
+    fn a_leader_unanswered_beyond_its_lease_is_cut_off() {
+        let problem = leader_without_quorum(true, Some(1_001), 1_000).expect("cut off");
+        assert!(problem.contains("for 1001 ms"), "{problem}");
+        assert!(problem.contains("lease is 1000 ms"), "{problem}");
+    }
+
+    #[test]
+    fn a_follower_or_a_missing_figure_is_not_judged() {
+        assert_eq!(leader_without_quorum(false, Some(60_000), 1_000), None);
+        assert_eq!(leader_without_quorum(false, None, 1_000), None);
+        // A new leader's first acknowledgement is timed by the monitor instead.
+        assert_eq!(leader_without_quorum(true, None, 1_000), None);
+    }
 }
