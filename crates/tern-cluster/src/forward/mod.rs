@@ -55,6 +55,15 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A handover call gives up after this long.
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(20);
+/// An HTTP/2 ping goes to the peer this often, and a link whose ping is not
+/// answered within the timeout counts as broken: a peer cut off by the
+/// network sends no reset, and until the link is known to be broken the
+/// publishers of the messages on it wait for their PUBACK (in order, so
+/// even for messages no other node had to confirm). Pings are answered by
+/// the peer's HTTP/2 layer, not by its session store: a slow disk there
+/// does not break the link.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A message as forwarded to, or received from, another node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,8 +392,8 @@ fn endpoint(address: &str) -> Result<Endpoint, String> {
             endpoint
                 .connect_timeout(CONNECT_TIMEOUT)
                 .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(10))
+                .http2_keep_alive_interval(PING_INTERVAL)
+                .keep_alive_timeout(PING_TIMEOUT)
         })
         .map_err(|error| format!("bad cluster address {address:?}: {error}"))
 }
