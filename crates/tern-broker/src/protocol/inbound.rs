@@ -197,26 +197,28 @@ impl Protocol {
             RouteOutcome::ReservedTopic
             | RouteOutcome::NotAuthorized
             | RouteOutcome::TopicInvalid => (ReasonCode::Success, ""),
-            RouteOutcome::StoreFailed if !self.version.is_v5() => {
-                // No way to say it before MQTT 5: close without
-                // acknowledging, so that the client publishes again.
-                let detail = "the session store failed";
-                return self.fail(
-                    ReasonCode::ImplementationSpecificError,
-                    detail,
-                    session,
-                    now,
-                    out,
-                );
-            }
-            RouteOutcome::StoreFailed => {
+            RouteOutcome::StoreFailed | RouteOutcome::NodeUnconfirmed => {
+                let (reason, detail) = if outcome == RouteOutcome::StoreFailed {
+                    (
+                        ReasonCode::ImplementationSpecificError,
+                        "the session store failed; publish again later",
+                    )
+                } else {
+                    (
+                        ReasonCode::UnspecifiedError,
+                        "another node of the cluster with subscribers for this topic did not \
+                         confirm the message (unreachable, or its store failed); publish again later",
+                    )
+                };
+                if !self.version.is_v5() {
+                    // No way to say it before MQTT 5: close without
+                    // acknowledging, so that the client publishes again.
+                    return self.fail(reason, detail, session, now, out);
+                }
                 if ack.qos == QoS::ExactlyOnce {
                     session.release_qos2(ack.packet_id);
                 }
-                (
-                    ReasonCode::ImplementationSpecificError,
-                    "the session store failed; publish again later",
-                )
+                (reason, detail)
             }
         };
         out.push(Action::Send(self.ack_packet(ack, reason, detail)));

@@ -119,6 +119,10 @@ pub enum RouteOutcome {
     NoSubscribers,
     /// The session store failed: the message may be lost.
     StoreFailed,
+    /// Another node of the cluster with subscribers for the message did not
+    /// confirm it (unreachable, or its store failed): the publisher is not
+    /// acknowledged, so that it publishes again.
+    NodeUnconfirmed,
     /// Not routed: the topic is reserved for the broker (`$SYS`). MQTT 5
     /// clients are told (0x87); older ones are acknowledged as Mosquitto does.
     ReservedTopic,

@@ -7,7 +7,7 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::Poll;
 
-use tern_session::Pending;
+use tern_session::{Pending, StoreError};
 
 use crate::protocol::{InboundAck, RouteOutcome};
 
@@ -45,7 +45,8 @@ impl AckQueue {
     }
 
     /// The oldest acknowledgement, once its writes are done; a failed
-    /// write turns its outcome into [`RouteOutcome::StoreFailed`].
+    /// write turns its outcome into [`RouteOutcome::StoreFailed`], or
+    /// [`RouteOutcome::NodeUnconfirmed`] if another node did not confirm.
     ///
     /// Cancel-safe: progress is kept in the queue, and an entry leaves it
     /// only when this future completes. Never completes when empty.
@@ -58,9 +59,16 @@ impl AckQueue {
                 match Pin::new(pending).poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(result) => {
-                        if let Err(error) = result {
-                            tracing::error!(%error, "storing a published message failed");
-                            front.outcome = RouteOutcome::StoreFailed;
+                        match result {
+                            Ok(()) => {}
+                            Err(error @ StoreError::Remote { .. }) => {
+                                tracing::warn!(%error, "a published message was not confirmed");
+                                front.outcome = RouteOutcome::NodeUnconfirmed;
+                            }
+                            Err(error) => {
+                                tracing::error!(%error, "storing a published message failed");
+                                front.outcome = RouteOutcome::StoreFailed;
+                            }
                         }
                         front.pendings.pop();
                     }
@@ -79,7 +87,6 @@ impl AckQueue {
 mod tests {
     use futures::FutureExt;
     use tern_codec::{PacketId, QoS};
-    use tern_session::StoreError;
 
     use super::*;
 
@@ -108,6 +115,17 @@ mod tests {
             vec![Pending::ready(Err(StoreError::Closed))],
         );
         queue.push(ack(3), RouteOutcome::NoSubscribers, Vec::new());
+        queue.push(
+            ack(4),
+            RouteOutcome::Delivered,
+            vec![
+                Pending::ready(Ok(())),
+                Pending::ready(Err(StoreError::Remote {
+                    node: 2,
+                    detail: "the link to node 2 broke".into(),
+                })),
+            ],
+        );
         assert_eq!(
             queue.next().now_or_never(),
             Some((ack(1), RouteOutcome::Delivered))
@@ -119,6 +137,10 @@ mod tests {
         assert_eq!(
             queue.next().now_or_never(),
             Some((ack(3), RouteOutcome::NoSubscribers))
+        );
+        assert_eq!(
+            queue.next().now_or_never(),
+            Some((ack(4), RouteOutcome::NodeUnconfirmed))
         );
         assert!(queue.is_empty());
     }

@@ -279,6 +279,40 @@ fn a_store_failure_is_reported_or_closes() {
 }
 
 #[test]
+fn a_message_another_node_did_not_confirm_is_refused_or_closes() {
+    let mut harness = Harness::connected(ProtocolVersion::V5);
+    let actions = harness.publish(publish("a", QoS::ExactlyOnce, Some(5)));
+    let ack = routed_ack(&actions).unwrap();
+    let actions = harness.input(Input::Routed {
+        ack,
+        outcome: RouteOutcome::NodeUnconfirmed,
+    });
+    let Packet::PubRec(pubrec) = sent(&actions)[0] else {
+        panic!("expected PUBREC, got {actions:?}");
+    };
+    assert_eq!(pubrec.reason_code, ReasonCode::UnspecifiedError);
+    let reason = pubrec.properties.reason_string.as_deref().unwrap_or("");
+    assert!(reason.contains("another node of the cluster"), "{reason}");
+    assert!(
+        harness.session().incoming_qos2().is_empty(),
+        "the client may publish it again"
+    );
+
+    let mut harness = Harness::connected(ProtocolVersion::V3_1_1);
+    let actions = harness.publish(publish("a", QoS::AtLeastOnce, Some(5)));
+    let ack = routed_ack(&actions).unwrap();
+    let actions = harness.input(Input::Routed {
+        ack,
+        outcome: RouteOutcome::NodeUnconfirmed,
+    });
+    assert!(
+        sent(&actions).is_empty(),
+        "no PUBACK: the client will resend"
+    );
+    assert!(closes(&actions));
+}
+
+#[test]
 fn properties_are_forwarded_and_expiry_becomes_absolute() {
     let mut harness = Harness::connected(ProtocolVersion::V5);
     harness.advance(Duration::from_secs(5));
