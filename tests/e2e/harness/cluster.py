@@ -123,8 +123,12 @@ class Cluster:
     def __getitem__(self, node_id: int) -> Node:
         return self.nodes[node_id]
 
+    def new_node(self, node_id: int) -> Node:
+        """The node `add` starts (a subclass places it elsewhere)."""
+        return Node(node_id, self.workdir, voters=self.voters, extra=list(self.extra))
+
     def add(self, node_id: int) -> Node:
-        node = Node(node_id, self.workdir, voters=self.voters, extra=list(self.extra))
+        node = self.new_node(node_id)
         if not self.nodes:
             node.bootstrap = True
         else:
@@ -165,13 +169,15 @@ class Cluster:
                 raise AssertionError(f"membership did not become {node_ids} within {timeout} s:\n{self.logs()}")
             time.sleep(0.1)
 
-    def wait_converged(self, timeout: float = 10.0) -> None:
-        """Until every running node has applied the leader's last entry."""
+    def wait_converged(self, timeout: float = 10.0, node_ids: list[int] | None = None) -> None:
+        """Until every running node (of `node_ids`, if given) has applied the
+        leader's last entry."""
         deadline = time.monotonic() + timeout
+        nodes = [self.nodes[n] for n in node_ids] if node_ids else list(self.nodes.values())
         while True:
             try:
-                applied = [n.status()["local"]["last_applied"] for n in self.nodes.values() if n.running]
-                logs = [n.status()["local"]["last_log_index"] for n in self.nodes.values() if n.running]
+                applied = [n.status()["local"]["last_applied"] for n in nodes if n.running]
+                logs = [n.status()["local"]["last_log_index"] for n in nodes if n.running]
                 if len(set(applied)) == 1 and applied[0] >= max(logs):
                     return
             except (OSError, AssertionError):
