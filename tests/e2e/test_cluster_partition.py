@@ -10,6 +10,8 @@ every node, partitioned or not, over a link of its own.
 What docs/cluster.md promises and these tests hold the cluster to:
 - the side with a majority keeps (or elects) a leader, stays ready and
   takes writes: retained messages, subscriptions, cross-node delivery;
+- the cut-off node keeps serving its connected clients what needs no
+  write (delivery between them);
 - a node cut off from the majority reports not-ready (`/readyz` 503),
   whether it was a follower or the leader, so a load balancer sends it no
   new clients;
@@ -105,12 +107,21 @@ def agreed_leader(cluster, node_ids: list[int]) -> int | None:
 def test_a_cut_off_follower_goes_not_ready_and_catches_up_when_its_link_returns(cluster, clients):
     leader = cluster.leader()
     follower, other = [n for n in (1, 2, 3) if n != leader]
+    local_subscriber = clients(follower, "local-sub")
+    assert local_subscriber.subscribe("part/local", 1) == 1
+    local_publisher = clients(follower, "local-pub")
+    cluster.wait_converged()
     cluster.network.cut(follower)
 
     wait_until(lambda: not cluster[follower].ready(), f"node {follower}, cut off, not ready", cluster)
     majority = [leader, other]
     assert agreed_leader(cluster, majority) == leader
     assert cluster[leader].ready() and cluster[other].ready()
+
+    # The cut-off node still serves its connected clients what needs no
+    # write: delivery between them, acknowledged.
+    local_publisher.publish("part/local", "within the cut-off node", 1)
+    assert local_subscriber.get().payload == b"within the cut-off node"
 
     # The majority takes writes: a retained message (acknowledged once
     # committed) and a subscription used across the two nodes.
