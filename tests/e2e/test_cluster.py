@@ -21,8 +21,8 @@ import urllib.request
 import pytest
 
 from harness.broker import Broker, broker_kind, free_port, tern_binary
-from harness.cluster import Cluster
-from harness.clients import V5, V311, Client
+from harness.cluster import Cluster, running
+from harness.clients import V5, V311, client_maker
 
 pytestmark = [
     pytest.mark.skipif(broker_kind() != "tern", reason="clustering is Tern's"),
@@ -32,32 +32,15 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start(3)
+    with running(Cluster(tmp_path_factory.mktemp("cluster"))) as cluster:
         yield cluster
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.cleanup()
 
 
 @pytest.fixture
 def clients(cluster):
-    """clients(node, client_id, **options) -> a connected Client of that node."""
-    created: list[Client] = []
-
-    def make(node: int, client_id: str, version: int = V5, *, connect: bool = True, **options):
-        client = Client(cluster[node], client_id, version, **options)
-        created.append(client)
-        if connect:
-            client.connect()
-        return client
-
-    yield make
-    for client in created:
-        client.close()
+    """clients(node, client_id, version=V5, connect=True, **options) -> a Client of that node."""
+    with client_maker(lambda node: cluster[node]) as make:
+        yield make
 
 
 def test_a_single_node_answers_probes_and_says_it_is_not_a_cluster(tmp_path):

@@ -18,7 +18,7 @@ import pytest
 
 from harness import raw
 from harness.broker import broker_kind
-from harness.cluster import Cluster
+from harness.cluster import Cluster, running
 from harness.clients import V5, Client
 
 pytestmark = [
@@ -32,15 +32,8 @@ KILL_AT, RESTART_AT = 200, 400
 
 @pytest.fixture
 def cluster(tmp_path):
-    cluster = Cluster(tmp_path)
-    try:
-        cluster.start(3)
+    with running(Cluster(tmp_path)) as cluster:
         yield cluster
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.cleanup()
 
 
 def persistent(node, client_id: str) -> Client:

@@ -32,7 +32,8 @@ import pytest
 
 from harness import raw
 from harness.broker import broker_kind
-from harness.clients import V5, Client
+from harness.cluster import running
+from harness.clients import client_maker
 from harness.netns import Network, NetnsCluster, unavailable
 
 pytestmark = [
@@ -48,32 +49,18 @@ SETTLE = 10.0
 @pytest.fixture
 def cluster(tmp_path):
     network = Network(3)
-    network.create()
-    cluster = NetnsCluster(tmp_path, network)
     try:
-        cluster.start(3)
-        yield cluster
-    except BaseException:
-        print(cluster.logs())
-        raise
+        network.create()
+        with running(NetnsCluster(tmp_path, network)) as cluster:
+            yield cluster
     finally:
-        cluster.cleanup()
         network.destroy()
 
 
 @pytest.fixture
 def clients(cluster):
-    created: list[Client] = []
-
-    def make(node: int, client_id: str, **options) -> Client:
-        client = Client(cluster[node], client_id, V5, **options)
-        created.append(client)
-        client.connect()
-        return client
-
-    yield make
-    for client in created:
-        client.close()
+    with client_maker(lambda node: cluster[node]) as make:
+        yield make
 
 
 def wait_until(condition, what: str, cluster, timeout: float = SETTLE):

@@ -19,8 +19,8 @@ import pytest
 
 from harness import raw as wire
 from harness.broker import broker_kind, tern_binary
-from harness.cluster import Cluster
-from harness.clients import V5, V311, Client
+from harness.cluster import Cluster, running
+from harness.clients import V5, V311, client_maker
 
 pytestmark = [
     pytest.mark.skipif(broker_kind() != "tern", reason="clustering is Tern's"),
@@ -54,32 +54,17 @@ def secured(tmp_path_factory):
     acl = workdir / "acl"
     acl.write_text(ACL)
     cluster = Cluster(workdir, extra=["--password-file", str(passwords), "--acl-file", str(acl)])
-    try:
-        cluster.start(3)
+    with running(cluster):
         yield cluster, acl
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.cleanup()
 
 
 @pytest.fixture
 def clients(secured):
-    """clients(node, client_id, user, password, **options) -> a connected Client."""
+    """clients(node, client_id, user, password, version=V5, **options) -> a connected Client."""
     cluster, _ = secured
-    created: list[Client] = []
-
-    def make(node: int, client_id: str, user: str, password: str, version: int = V5, **options):
-        client = Client(cluster[node], client_id, version, username=user, password=password,
-                        **options)
-        created.append(client)
-        client.connect()
-        return client
-
-    yield make
-    for client in created:
-        client.close()
+    with client_maker(lambda node: cluster[node]) as make:
+        yield lambda node, client_id, user, password, version=V5, **options: make(
+            node, client_id, version, username=user, password=password, **options)
 
 
 def publish_qos1(client: wire.RawClient, topic: str, packet_id: int) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
@@ -362,3 +364,25 @@ class Client:
                 sock.close()
         except OSError:
             pass
+
+
+@contextmanager
+def client_maker(broker_of: Callable[[int], object]) -> Iterator[Callable[..., Client]]:
+    """make(node, client_id, version=V5, *, connect=True, **options) -> a
+    `Client` of `broker_of(node)` (a cluster's node), connected unless told
+    not to; every client made is closed on exit."""
+    created: list[Client] = []
+
+    def make(node: int, client_id: str, version: int = V5, *, connect: bool = True,
+             **options) -> Client:
+        client = Client(broker_of(node), client_id, version, **options)
+        created.append(client)
+        if connect:
+            client.connect()
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in created:
+            client.close()

@@ -15,6 +15,8 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.broker import Broker, free_port, tern_binary
@@ -202,3 +204,17 @@ class Cluster:
         for node in self.nodes.values():
             if node.process is not None:
                 node.kill()
+
+
+@contextmanager
+def running(cluster: Cluster, count: int = 3) -> Iterator[Cluster]:
+    """`cluster` with nodes 1..`count` started: every node's log is printed
+    if anything fails while it runs, and its processes are gone afterwards."""
+    try:
+        cluster.start(count)
+        yield cluster
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.cleanup()

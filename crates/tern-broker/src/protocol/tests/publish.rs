@@ -247,69 +247,45 @@ fn qos_and_retain_beyond_the_broker_limits_disconnect() {
 }
 
 #[test]
-fn a_store_failure_is_reported_or_closes() {
-    let mut harness = Harness::connected(ProtocolVersion::V5);
-    let actions = harness.publish(publish("a", QoS::ExactlyOnce, Some(5)));
-    let ack = routed_ack(&actions).unwrap();
-    let actions = harness.input(Input::Routed {
-        ack,
-        outcome: RouteOutcome::StoreFailed,
-    });
-    assert_eq!(
-        ack_reason(sent(&actions)[0]),
-        ReasonCode::ImplementationSpecificError
-    );
-    assert!(
-        harness.session().incoming_qos2().is_empty(),
-        "the client may publish it again"
-    );
+fn a_failed_write_is_reported_or_closes() {
+    let cases = [
+        (
+            RouteOutcome::StoreFailed,
+            ReasonCode::ImplementationSpecificError,
+            "the session store failed",
+        ),
+        (
+            RouteOutcome::NodeUnconfirmed,
+            ReasonCode::UnspecifiedError,
+            "another node of the cluster",
+        ),
+    ];
+    for (outcome, reason, says) in cases {
+        let mut harness = Harness::connected(ProtocolVersion::V5);
+        let actions = harness.publish(publish("a", QoS::ExactlyOnce, Some(5)));
+        let ack = routed_ack(&actions).unwrap();
+        let actions = harness.input(Input::Routed { ack, outcome });
+        let Packet::PubRec(pubrec) = sent(&actions)[0] else {
+            panic!("{outcome:?}: expected PUBREC, got {actions:?}");
+        };
+        assert_eq!(pubrec.reason_code, reason, "{outcome:?}");
+        let reason_string = pubrec.properties.reason_string.as_deref().unwrap_or("");
+        assert!(reason_string.contains(says), "{outcome:?}: {reason_string}");
+        assert!(
+            harness.session().incoming_qos2().is_empty(),
+            "{outcome:?}: the client may publish it again"
+        );
 
-    let mut harness = Harness::connected(ProtocolVersion::V3_1_1);
-    let actions = harness.publish(publish("a", QoS::AtLeastOnce, Some(5)));
-    let ack = routed_ack(&actions).unwrap();
-    let actions = harness.input(Input::Routed {
-        ack,
-        outcome: RouteOutcome::StoreFailed,
-    });
-    assert!(
-        sent(&actions).is_empty(),
-        "no PUBACK: the client will resend"
-    );
-    assert!(closes(&actions));
-}
-
-#[test]
-fn a_message_another_node_did_not_confirm_is_refused_or_closes() {
-    let mut harness = Harness::connected(ProtocolVersion::V5);
-    let actions = harness.publish(publish("a", QoS::ExactlyOnce, Some(5)));
-    let ack = routed_ack(&actions).unwrap();
-    let actions = harness.input(Input::Routed {
-        ack,
-        outcome: RouteOutcome::NodeUnconfirmed,
-    });
-    let Packet::PubRec(pubrec) = sent(&actions)[0] else {
-        panic!("expected PUBREC, got {actions:?}");
-    };
-    assert_eq!(pubrec.reason_code, ReasonCode::UnspecifiedError);
-    let reason = pubrec.properties.reason_string.as_deref().unwrap_or("");
-    assert!(reason.contains("another node of the cluster"), "{reason}");
-    assert!(
-        harness.session().incoming_qos2().is_empty(),
-        "the client may publish it again"
-    );
-
-    let mut harness = Harness::connected(ProtocolVersion::V3_1_1);
-    let actions = harness.publish(publish("a", QoS::AtLeastOnce, Some(5)));
-    let ack = routed_ack(&actions).unwrap();
-    let actions = harness.input(Input::Routed {
-        ack,
-        outcome: RouteOutcome::NodeUnconfirmed,
-    });
-    assert!(
-        sent(&actions).is_empty(),
-        "no PUBACK: the client will resend"
-    );
-    assert!(closes(&actions));
+        let mut harness = Harness::connected(ProtocolVersion::V3_1_1);
+        let actions = harness.publish(publish("a", QoS::AtLeastOnce, Some(5)));
+        let ack = routed_ack(&actions).unwrap();
+        let actions = harness.input(Input::Routed { ack, outcome });
+        assert!(
+            sent(&actions).is_empty(),
+            "{outcome:?}: no PUBACK, the client will resend"
+        );
+        assert!(closes(&actions), "{outcome:?}");
+    }
 }
 
 #[test]
