@@ -4,7 +4,7 @@
 //! | method and path | answer |
 //! | --- | --- |
 //! | `GET /healthz` | 200 while the process serves |
-//! | `GET /readyz` | 200 when the node can serve clients (in a cluster: a leader is known, this node has applied what it committed, and if it leads, a majority has answered it within its lease), 503 otherwise |
+//! | `GET /readyz` | 200 when the node can serve clients (in a cluster: a leader is known, this node has applied what it committed, and if it leads, a majority has answered it within three election timeouts), 503 otherwise |
 //! | `GET /cluster/status` | the leader, term, members and each member's applied index |
 //! | `GET /cluster/sessions` | the persistent sessions the cluster knows, by client id: the node that hosts each (this node's replica of the registry) |
 //! | `POST /cluster/join` `{"node_id", "cluster_addr", "mqtt_addr", "admin_addr"}` | adds a node (learner, then voter while voters are short) |

@@ -134,15 +134,15 @@ async fn ask_seeds(
 
 /// Keeps [`crate::RaftNode::is_ready`] current: a member that knows a leader and has
 /// applied up to its commit index. A leader must also have heard from a majority of
-/// the voters within the election timeout's upper bound (its lease): openraft 0.9
+/// the voters within [`UNANSWERED_LEADER_TIMEOUTS`] election timeouts: openraft 0.9
 /// keeps a leader cut off from the others leading until it hears of a higher term,
-/// while the others elect a new leader after that long. Such a leader reports
-/// not-ready, with the reason in its status, so a load balancer sends it no new
-/// clients; it is ready again once a majority answers (or, the partition healed, it
-/// follows the new leader).
+/// while the others elect a new leader within one. Such a leader reports not-ready,
+/// with the reason in its status, so a load balancer sends it no new clients; it is
+/// ready again once a majority answers (or, the partition healed, it follows the new
+/// leader).
 pub(crate) async fn monitor_readiness(inner: Arc<Inner>, mut cancel: watch::Receiver<bool>) {
     let mut metrics = inner.raft.metrics();
-    let lease_ms = inner.config.election_timeout_max_ms;
+    let limit_ms = UNANSWERED_LEADER_TIMEOUTS * inner.config.election_timeout_max_ms;
     let mut reported_isolation = false;
     // Since when this node has led without any majority's acknowledgement.
     let mut unacknowledged_since: Option<Instant> = None;
@@ -171,7 +171,7 @@ pub(crate) async fn monitor_readiness(inner: Arc<Inner>, mut cancel: watch::Rece
                     acknowledged
                 }
             };
-            let isolated = leader_without_quorum(leading, millis_since_quorum_ack, lease_ms);
+            let isolated = leader_without_quorum(leading, millis_since_quorum_ack, limit_ms);
             let acknowledged = !leading || m.millis_since_quorum_ack.is_some();
             let ready = member
                 && inner.joined.load(Ordering::Relaxed)
@@ -204,18 +204,25 @@ pub(crate) async fn monitor_readiness(inner: Arc<Inner>, mut cancel: watch::Rece
     inner.ready.store(false, Ordering::Relaxed);
 }
 
+/// How many election timeouts (their upper bound) a leader may go unanswered by a
+/// majority and still call itself ready. One is when the others start electing a new
+/// leader; three leave room for a healthy leader whose followers answer late (a busy
+/// disk under a large AppendEntries), so its readiness does not flap.
+const UNANSWERED_LEADER_TIMEOUTS: u64 = 3;
+
 /// Why a leader (`leading`, with other voters) is cut off from the majority: no
-/// majority has acknowledged it for longer than its lease.
+/// majority has acknowledged it for longer than `limit_ms`.
 fn leader_without_quorum(
     leading: bool,
     millis_since_quorum_ack: Option<u64>,
-    lease_ms: u64,
+    limit_ms: u64,
 ) -> Option<String> {
-    let ms = millis_since_quorum_ack.filter(|ms| leading && *ms > lease_ms)?;
+    let ms = millis_since_quorum_ack.filter(|ms| leading && *ms > limit_ms)?;
     Some(format!(
         "this node leads, but no majority of the voters has answered it for {ms} ms \
-         (its lease is {lease_ms} ms): a network partition, or the other voters are \
-         down; it takes no new clients until a majority answers or a new leader is known"
+         (the limit is {limit_ms} ms, three election timeouts): a network partition, or \
+         the other voters are down; it takes no new clients until a majority answers or \
+         a new leader is known"
     ))
 }
 
@@ -224,16 +231,16 @@ mod tests {
     use super::leader_without_quorum;
 
     #[test]
-    fn a_leader_answered_within_its_lease_is_not_cut_off() {
+    fn a_leader_answered_within_the_limit_is_not_cut_off() {
         assert_eq!(leader_without_quorum(true, Some(0), 1_000), None);
         assert_eq!(leader_without_quorum(true, Some(1_000), 1_000), None);
     }
 
     #[test]
-    fn a_leader_unanswered_beyond_its_lease_is_cut_off() {
+    fn a_leader_unanswered_beyond_the_limit_is_cut_off() {
         let problem = leader_without_quorum(true, Some(1_001), 1_000).expect("cut off");
         assert!(problem.contains("for 1001 ms"), "{problem}");
-        assert!(problem.contains("lease is 1000 ms"), "{problem}");
+        assert!(problem.contains("limit is 1000 ms"), "{problem}");
     }
 
     #[test]
