@@ -66,8 +66,9 @@ fn broker(start: impl Fn(u16) -> Command) -> (Guard, u16) {
     panic!("the broker exited at start-up five times, each on a fresh port");
 }
 
-/// Runs `tern bench pairs` at QoS 1 against `port` and returns its JSON.
-fn bench_pairs(port: u16) -> serde_json::Value {
+/// Runs `tern bench pairs` at QoS 1 against `port`, with `extra` flags:
+/// whether it succeeded, its standard output and its standard error.
+fn run_pairs(port: u16, extra: &[&str]) -> (bool, String, String) {
     let port = port.to_string();
     let args = [
         "bench",
@@ -91,6 +92,7 @@ fn bench_pairs(port: u16) -> serde_json::Value {
     ];
     let child = Command::new(TERN)
         .args(args)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -119,7 +121,14 @@ fn bench_pairs(port: u16) -> serde_json::Value {
         err.read_to_string(&mut stderr).expect("bench errors");
     }
     let status = bench.0.wait().expect("bench status");
-    assert!(status.success(), "tern bench failed: {stderr}\n{stdout}");
+    (status.success(), stdout, stderr)
+}
+
+/// Runs `tern bench pairs` at QoS 1 against `port` with `extra` flags and
+/// returns its JSON; the run must succeed.
+fn bench_pairs(port: u16, extra: &[&str]) -> serde_json::Value {
+    let (succeeded, stdout, stderr) = run_pairs(port, extra);
+    assert!(succeeded, "tern bench failed: {stderr}\n{stdout}");
     serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
 }
 
@@ -152,7 +161,7 @@ fn bench_pairs_against_tern_loses_nothing_at_qos_1() {
         command.arg(format!("127.0.0.1:{port}"));
         command
     });
-    check(&bench_pairs(port));
+    check(&bench_pairs(port, &[]));
 }
 
 #[test]
@@ -170,5 +179,36 @@ fn bench_pairs_against_mosquitto_loses_nothing_at_qos_1() {
         command.arg("-c").arg(config);
         command
     });
-    check(&bench_pairs(port));
+    check(&bench_pairs(port, &[]));
+}
+
+#[test]
+fn bench_connects_with_the_credentials_it_is_given() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let passwords = dir.path().join("passwords");
+    let created = Command::new(TERN)
+        .args(["passwd", "-c", "-b"])
+        .arg(&passwords)
+        .args(["bench-user", "bench-secret"])
+        .status()
+        .expect("tern passwd runs");
+    assert!(created.success(), "tern passwd failed");
+    let (_broker, port) = broker(|port| {
+        let mut command = Command::new(TERN);
+        command.args(["serve", "--in-memory", "--log", "warn", "--listen"]);
+        command.arg(format!("127.0.0.1:{port}"));
+        command.arg("--password-file").arg(&passwords);
+        command
+    });
+    check(&bench_pairs(
+        port,
+        &["-u", "bench-user", "-P", "bench-secret"],
+    ));
+
+    let (succeeded, stdout, stderr) = run_pairs(port, &["-u", "bench-user", "-P", "wrong"]);
+    assert!(!succeeded, "a wrong password was accepted: {stdout}");
+    assert!(
+        stderr.contains("connections failed") || stderr.contains("refused"),
+        "{stderr}\n{stdout}"
+    );
 }

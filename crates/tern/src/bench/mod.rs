@@ -103,6 +103,12 @@ pub struct BenchArgs {
     #[arg(short = 'V', long = "protocol-version", value_name = "VERSION",
           default_value = "311", value_parser = parse_version)]
     pub version: ProtocolVersion,
+    /// User name of every connection (a broker with a password file).
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Password of every connection.
+    #[arg(short = 'P', long)]
+    pub password: Option<String>,
     /// QoS of publishes and subscriptions: 0, 1 or 2.
     #[arg(short = 'q', long, default_value_t = 0, value_parser = value_parser!(u8).range(0..=2))]
     pub qos: u8,
@@ -179,6 +185,9 @@ pub fn run_command(args: BenchArgs) -> anyhow::Result<()> {
         .is_some_and(|rate| !rate.is_finite() || rate < 0.0)
     {
         bail!("--rate must be a non-negative number of messages per second");
+    }
+    if args.password.is_some() && args.username.is_none() && !args.version.is_v5() {
+        bail!("a password (-P) needs a user name (-u) before MQTT 5: add -u USER");
     }
     if args.inflight.is_some() && args.qos == 0 && args.scenario == Scenario::Pub {
         bail!(

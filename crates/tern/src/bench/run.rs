@@ -146,6 +146,11 @@ async fn connect_all(
         let client_id = format!("tb-{run:08x}-{kind}{index}");
         let mut options = ConnectOptions::new(args.version, client_id);
         options.keep_alive = args.keep_alive;
+        options.username = args.username.as_deref().map(Into::into);
+        options.password = args
+            .password
+            .as_ref()
+            .map(|password| password.clone().into());
         pending.spawn(async move {
             let result = async {
                 let mut link = Link::connect(target, source, options).await?;
