@@ -17,6 +17,7 @@ mod properties;
 mod publish;
 mod serve;
 mod subscribe;
+mod tls;
 mod trace;
 
 use std::process::ExitCode;

@@ -212,3 +212,67 @@ fn bench_connects_with_the_credentials_it_is_given() {
         "{stderr}\n{stdout}"
     );
 }
+
+/// A CA and a server certificate it signed for 127.0.0.1, as PEM files in
+/// `dir`: (CA, server certificate, server key).
+fn certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("a CA key"))
+        .expect("the CA certificate");
+    let server_key = KeyPair::generate().expect("a server key");
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("server parameters")
+        .signed_by(&server_key, &ca)
+        .expect("the server certificate");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("ca.pem");
+    std::fs::write(&paths.1, server.pem()).expect("server.pem");
+    std::fs::write(&paths.2, server_key.serialize_pem()).expect("server.key");
+    paths
+}
+
+#[test]
+fn bench_measures_a_tls_listener_with_the_ca_it_is_given() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (ca, cert, key) = certificates(dir.path());
+    let other_dir = tempfile::tempdir().expect("another temporary directory");
+    let (other_ca, _, _) = certificates(other_dir.path());
+    let (_broker, port) = broker(|port| {
+        let config = dir.path().join("tern.toml");
+        let text = format!(
+            "data_dir = \"\"\n[[listener]]\nbind = \"127.0.0.1:{port}\"\nkind = \"tls\"\n\
+             cert = {:?}\nkey = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        );
+        std::fs::write(&config, text).expect("the Tern configuration");
+        let mut command = Command::new(TERN);
+        command.args(["serve", "--log", "warn", "--config"]);
+        command.arg(config);
+        command
+    });
+    let cafile = ca.display().to_string();
+    check(&bench_pairs(port, &["--cafile", &cafile]));
+
+    let untrusted = other_ca.display().to_string();
+    let (succeeded, stdout, stderr) = run_pairs(port, &["--cafile", &untrusted]);
+    assert!(
+        !succeeded,
+        "a certificate from another CA was accepted: {stdout}"
+    );
+    assert!(
+        stderr.contains("TLS handshake") && stderr.contains("--cafile must hold"),
+        "{stderr}\n{stdout}"
+    );
+
+    let (succeeded, _, stderr) = run_pairs(port, &["--tls"]);
+    assert!(!succeeded);
+    assert!(stderr.contains("--tls needs --cafile"), "{stderr}");
+}

@@ -10,6 +10,9 @@
 //! bench, not the broker, the limit of connection floods past about 14,000
 //! connections (docs/performance.md).
 //!
+//! Over TLS (`--cafile`), the handshake follows the TCP connect, and the
+//! TLS stream is split into the same two halves a plain socket gives.
+//!
 //! The bench does not use tern-client's `Client` driver: the driver answers
 //! every publish through a oneshot channel and connects without choosing a
 //! source address. Instead each bench task owns a [`Link`] and runs the
@@ -20,17 +23,21 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
 use tern_client::{ClientSession, ConnectOptions, Event, Output};
 use tern_codec::{Decoder, Disconnect, QoS, SubscribeProperties, SubscriptionOptions, TopicFilter};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpSocket;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Duration, sleep_until, timeout};
+use tokio_rustls::client::TlsStream;
 
 use super::error::BenchError;
+use crate::tls::TlsClient;
 
 /// Stop producing while this many bytes wait to be written.
 pub const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -80,10 +87,62 @@ fn defer_port(_socket: &TcpSocket) -> io::Result<()> {
     Ok(())
 }
 
+/// The reading half of a connection, plain or TLS.
+enum Reader {
+    Plain(OwnedReadHalf),
+    Tls(ReadHalf<TlsStream<TcpStream>>),
+}
+
+/// The writing half of a connection, plain or TLS.
+enum Writer {
+    Plain(OwnedWriteHalf),
+    Tls(WriteHalf<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Reader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(half) => Pin::new(half).poll_read(cx, buf),
+            Self::Tls(half) => Pin::new(half).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Writer {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(half) => Pin::new(half).poll_write(cx, buf),
+            Self::Tls(half) => Pin::new(half).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(half) => Pin::new(half).poll_flush(cx),
+            Self::Tls(half) => Pin::new(half).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(half) => Pin::new(half).poll_shutdown(cx),
+            Self::Tls(half) => Pin::new(half).poll_shutdown(cx),
+        }
+    }
+}
+
 /// An MQTT connection driven by a bench task.
 pub struct Link {
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: Reader,
+    writer: Writer,
     /// The protocol state: packet identifiers, acknowledgments, keep-alive.
     pub session: ClientSession,
     decoder: Decoder,
@@ -103,11 +162,12 @@ pub enum Wake {
 }
 
 impl Link {
-    /// Connects from `source` (any local address if `None`) to `target` and
-    /// waits for CONNACK.
+    /// Connects from `source` (any local address if `None`) to `target`,
+    /// over TLS with `tls`, and waits for CONNACK.
     pub async fn connect(
         target: SocketAddr,
         source: Option<SocketAddr>,
+        tls: Option<&TlsClient>,
         options: ConnectOptions,
     ) -> Result<Link, BenchError> {
         let socket = if target.is_ipv4() {
@@ -124,7 +184,21 @@ impl Link {
             .map_err(|_| BenchError::Timeout("TCP connect"))?
             .map_err(BenchError::Connect)?;
         stream.set_nodelay(true).map_err(BenchError::Socket)?;
-        let (reader, writer) = stream.into_split();
+        let (reader, writer) = match tls {
+            None => {
+                let (reader, writer) = stream.into_split();
+                (Reader::Plain(reader), Writer::Plain(writer))
+            }
+            Some(tls) => {
+                let handshake = tls.connector.connect(tls.server_name.clone(), stream);
+                let stream = timeout(HANDSHAKE_TIMEOUT, handshake)
+                    .await
+                    .map_err(|_| BenchError::Timeout("TLS handshake"))?
+                    .map_err(BenchError::Tls)?;
+                let (reader, writer) = tokio::io::split(stream);
+                (Reader::Tls(reader), Writer::Tls(writer))
+            }
+        };
         let decoder = Decoder::new(options.protocol, options.max_packet_size());
         let mut link = Link {
             reader,

@@ -34,6 +34,7 @@ use clap::{Args, ValueEnum, value_parser};
 use tern_codec::ProtocolVersion;
 
 use crate::connection::parse_version;
+use crate::tls::TlsArgs;
 
 /// What a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -109,6 +110,10 @@ pub struct BenchArgs {
     /// Password of every connection.
     #[arg(short = 'P', long)]
     pub password: Option<String>,
+    /// TLS: --cafile (and --cert/--key for a broker that asks for a client
+    /// certificate).
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// QoS of publishes and subscriptions: 0, 1 or 2.
     #[arg(short = 'q', long, default_value_t = 0, value_parser = value_parser!(u8).range(0..=2))]
     pub qos: u8,

@@ -29,6 +29,7 @@ use super::roles::{
 use super::tracker::{Tracker, new_histogram};
 use super::{BenchArgs, Scenario};
 use crate::connection::qos;
+use crate::tls::TlsClient;
 
 /// Connections set up at once when `--conn-rate` is unlimited.
 const SETUP_CONCURRENCY: usize = 64;
@@ -122,7 +123,7 @@ fn run_id() -> u32 {
 /// `kind` and `first` make client ids and source addresses distinct.
 async fn connect_all(
     args: &BenchArgs,
-    (target, sources): (SocketAddr, &[IpAddr]),
+    (target, sources, tls): (SocketAddr, &[IpAddr], Option<&TlsClient>),
     run: u32,
     filters: Vec<Option<String>>,
     (kind, first): (char, usize),
@@ -151,9 +152,10 @@ async fn connect_all(
             .password
             .as_ref()
             .map(|password| password.clone().into());
+        let tls = tls.cloned();
         pending.spawn(async move {
             let result = async {
-                let mut link = Link::connect(target, source, options).await?;
+                let mut link = Link::connect(target, source, tls.as_ref(), options).await?;
                 if let Some(filter) = filter {
                     link.subscribe(&filter, run_qos).await?;
                 }
@@ -219,6 +221,11 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Report> {
             .next()
             .ok_or_else(|| anyhow!("{pub_address} resolves to no address"))?
     };
+    let tls = args.tls.client(&args.host)?;
+    let pub_tls = match &args.pub_host {
+        Some(host) => args.tls.client(host)?,
+        None => tls.clone(),
+    };
     let run = run_id();
     let plan = Plan::new(args, run);
     let publishers = plan.topics.len();
@@ -236,14 +243,21 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Report> {
     let setup_started = Instant::now();
     let subscriptions = plan.subscriptions.clone();
     let sources = source_addresses(args, target, subscriptions.len() + publishers);
-    let sub_links = connect_all(args, (target, &sources), run, subscriptions, ('s', 0)).await;
+    let sub_links = connect_all(
+        args,
+        (target, &sources, tls.as_ref()),
+        run,
+        subscriptions,
+        ('s', 0),
+    )
+    .await;
     if args.settle > 0.0 {
         sleep(Duration::from_secs_f64(args.settle)).await;
     }
     let no_filters = vec![None; publishers];
     let pub_links = connect_all(
         args,
-        (pub_target, &sources),
+        (pub_target, &sources, pub_tls.as_ref()),
         run,
         no_filters,
         ('p', sub_links.len()),
