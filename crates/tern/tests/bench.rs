@@ -69,18 +69,23 @@ fn broker(start: impl Fn(u16) -> Command) -> (Guard, u16) {
 /// Runs `tern bench pairs` at QoS 1 against `port`, with `extra` flags:
 /// whether it succeeded, its standard output and its standard error.
 fn run_pairs(port: u16, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["pairs", "-c", "4"];
+    args.extend_from_slice(extra);
+    run_bench(port, &args)
+}
+
+/// Runs `tern bench ARGS` at QoS 1 for two seconds in a closed loop of 50
+/// against `port`: whether it succeeded, its standard output and its
+/// standard error.
+fn run_bench(port: u16, args: &[&str]) -> (bool, String, String) {
     let port = port.to_string();
-    let args = [
-        "bench",
-        "pairs",
+    let common = [
         "-h",
         "127.0.0.1",
         "-p",
         &port,
         "-q",
         "1",
-        "-c",
-        "4",
         "-d",
         "2",
         "--inflight",
@@ -91,8 +96,9 @@ fn run_pairs(port: u16, extra: &[&str]) -> (bool, String, String) {
         "--json",
     ];
     let child = Command::new(TERN)
+        .arg("bench")
         .args(args)
-        .args(extra)
+        .args(common)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -275,4 +281,27 @@ fn bench_measures_a_tls_listener_with_the_ca_it_is_given() {
     let (succeeded, _, stderr) = run_pairs(port, &["--tls"]);
     assert!(!succeeded);
     assert!(stderr.contains("--tls needs --cafile"), "{stderr}");
+}
+
+#[test]
+fn bench_pub_keeps_its_window_moving_on_acknowledgements_alone() {
+    let (_broker, port) = broker(|port| {
+        let mut command = Command::new(TERN);
+        command.args(["serve", "--in-memory", "--log", "warn", "--listen"]);
+        command.arg(format!("127.0.0.1:{port}"));
+        command
+    });
+    // Without subscribers the PUBACKs are the credit. A window of 50 whose
+    // acknowledgements all arrive in one read must reopen at once, not at
+    // the next read (there is none) or a stall a second later.
+    let (succeeded, stdout, stderr) = run_bench(port, &["pub", "-c", "2"]);
+    assert!(succeeded, "{stderr}\n{stdout}");
+    let result: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"));
+    let sent = result["sent"].as_u64().unwrap_or(0);
+    assert!(
+        sent > 2 * 50 * 20,
+        "only {sent} messages in two seconds: {result:#}"
+    );
+    assert_eq!(result["stalls"], 0, "{result:#}");
 }

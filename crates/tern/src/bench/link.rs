@@ -99,6 +99,15 @@ enum Writer {
     Tls(WriteHalf<TlsStream<TcpStream>>),
 }
 
+impl Writer {
+    /// Whether a write may leave bytes behind that only a flush sends: TLS
+    /// takes the plaintext whole and writes its records as the socket
+    /// allows, keeping the rest until the next write or flush.
+    fn buffers(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+}
+
 impl AsyncRead for Reader {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -149,6 +158,8 @@ pub struct Link {
     read_buf: BytesMut,
     /// Encoded packets not yet written.
     pub write_buf: BytesMut,
+    /// Written into TLS, perhaps not yet onto the socket: flush.
+    unflushed: bool,
 }
 
 /// What happened while waiting on a link.
@@ -208,6 +219,7 @@ impl Link {
             // Small until traffic flows, so that idle connections stay cheap.
             read_buf: BytesMut::with_capacity(256),
             write_buf: BytesMut::new(),
+            unflushed: false,
         };
         link.session.start(Instant::now());
         link.handshake(|event| matches!(event, Event::Connected(_)), "CONNACK")
@@ -316,10 +328,18 @@ impl Link {
                 }
                 Err(error) => Err(BenchError::Io(error)),
             },
-            written = self.writer.write_buf(&mut self.write_buf), if !self.write_buf.is_empty() => {
-                match written {
-                    Ok(0) => Err(BenchError::Closed),
-                    Ok(_) => Ok(Wake::Wrote),
+            sent = send(&mut self.writer, &mut self.write_buf),
+                if !self.write_buf.is_empty() || self.unflushed => {
+                match sent {
+                    Ok(Some(0)) => Err(BenchError::Closed),
+                    Ok(Some(_)) => {
+                        self.unflushed = self.writer.buffers();
+                        Ok(Wake::Wrote)
+                    }
+                    Ok(None) => {
+                        self.unflushed = false;
+                        Ok(Wake::Wrote)
+                    }
                     Err(error) => Err(BenchError::Io(error)),
                 }
             }
@@ -357,6 +377,17 @@ impl Link {
         .await
         .map_err(|_| BenchError::Timeout("closing"))?
         .map_err(BenchError::Io)
+    }
+}
+
+/// Writes some of `buf` (the count written), or with nothing left to
+/// write flushes what the writer keeps (`None`). Cancel safe: both are one
+/// poll of the writer at a time.
+async fn send(writer: &mut Writer, buf: &mut BytesMut) -> io::Result<Option<usize>> {
+    if buf.is_empty() {
+        writer.flush().await.map(|()| None)
+    } else {
+        writer.write_buf(buf).await.map(Some)
     }
 }
 

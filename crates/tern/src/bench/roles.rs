@@ -224,6 +224,7 @@ async fn publish_loop(
             outcome.sent = payloads.count();
             cell.sent.store(outcome.sent, Ordering::Relaxed);
         }
+        let acked_before = outcome.acked;
         link.carry_out(|event| {
             if let Event::PublishCompleted { reason, .. } = event {
                 outcome.acked += 1;
@@ -235,6 +236,12 @@ async fn publish_loop(
         let unacked = plan.qos != QoS::AtMostOnce && outcome.acked < outcome.sent;
         if !publishing && (!unacked || *phase.borrow() == Phase::Done) {
             return Ok(());
+        }
+        if window_shut && plan.receivers == 0 && outcome.acked != acked_before {
+            // Without subscribers the acknowledgements just taken are the
+            // credit: the window may be open again, so look before waiting
+            // for more input (which may never come: they were all read).
+            continue;
         }
         let stalled_at = last_credit.1 + STALL_AFTER;
         if window_shut && publishing && now >= stalled_at {
