@@ -1,10 +1,12 @@
 """What the benchmark scripts share about the brokers they start: a free
-loopback port, waiting for a broker to listen, reading its memory, and
-rumqttd (where to find it, how to install it, its configuration)."""
+loopback port, waiting for a broker to listen, reading its memory, TLS
+certificates, and rumqttd (where to find it, how to install it, its
+configuration)."""
 
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 
@@ -30,6 +32,32 @@ def wait_listening(port, process, name, timeout=15.0):
         except OSError:
             time.sleep(0.05)
     sys.exit(f"{name} did not listen on port {port} within {timeout:.0f} s")
+
+
+def make_certificates(directory):
+    """A CA and an ECDSA P-256 server certificate it signed for localhost
+    and 127.0.0.1, made with ``openssl`` in `directory`: the paths of the
+    CA certificate, the server's key and the server's certificate (PEM).
+    A client checks the server against the CA (``tern bench --cafile``)."""
+    ca_key, ca = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.pem")
+    key, cert = os.path.join(directory, "key.pem"), os.path.join(directory, "cert.pem")
+    request, extensions = os.path.join(directory, "cert.csr"), os.path.join(directory, "ext")
+    quiet = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    subprocess.run(["openssl", "req", "-x509", *curve, "-keyout", ca_key, "-out", ca,
+                    "-days", "2", "-subj", "/CN=bench CA"], **quiet)
+    subprocess.run(["openssl", "req", *curve, "-keyout", key, "-out", request,
+                    "-subj", "/CN=localhost"], **quiet)
+    with open(extensions, "w") as file:
+        file.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key,
+                    "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", extensions],
+                   **quiet)
+    # Mosquitto started as root reads them after dropping to its own user.
+    os.chmod(directory, 0o755)
+    for path in (ca, key, cert):
+        os.chmod(path, 0o644)
+    return ca, key, cert
 
 
 def memory(pid):
