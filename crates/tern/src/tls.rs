@@ -16,7 +16,11 @@ use rustls::ClientConfig;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+/// A client's TLS connection over TCP.
+pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// The TLS flags.
 #[derive(Debug, Clone, Default, Args)]
@@ -42,10 +46,18 @@ pub struct TlsArgs {
 /// name the server's certificate is checked against.
 #[derive(Clone)]
 pub struct TlsClient {
-    /// Makes a TLS session over a connected socket.
-    pub connector: TlsConnector,
+    connector: TlsConnector,
     /// The server's name (a DNS name or an IP address).
     pub server_name: ServerName<'static>,
+}
+
+impl TlsClient {
+    /// Runs the TLS handshake over a connected socket.
+    pub async fn connect(&self, stream: TcpStream) -> std::io::Result<TlsStream> {
+        self.connector
+            .connect(self.server_name.clone(), stream)
+            .await
+    }
 }
 
 impl TlsArgs {

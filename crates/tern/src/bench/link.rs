@@ -27,17 +27,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use super::error::BenchError;
+use crate::tls::{TlsClient, TlsStream};
 use bytes::BytesMut;
 use tern_client::{ClientSession, ConnectOptions, Event, Output};
 use tern_codec::{Decoder, Disconnect, QoS, SubscribeProperties, SubscriptionOptions, TopicFilter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::TcpSocket;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Duration, sleep_until, timeout};
-use tokio_rustls::client::TlsStream;
-
-use super::error::BenchError;
-use crate::tls::TlsClient;
 
 /// Stop producing while this many bytes wait to be written.
 pub const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -90,13 +88,13 @@ fn defer_port(_socket: &TcpSocket) -> io::Result<()> {
 /// The reading half of a connection, plain or TLS.
 enum Reader {
     Plain(OwnedReadHalf),
-    Tls(ReadHalf<TlsStream<TcpStream>>),
+    Tls(ReadHalf<TlsStream>),
 }
 
 /// The writing half of a connection, plain or TLS.
 enum Writer {
     Plain(OwnedWriteHalf),
-    Tls(WriteHalf<TlsStream<TcpStream>>),
+    Tls(WriteHalf<TlsStream>),
 }
 
 impl Writer {
@@ -201,8 +199,7 @@ impl Link {
                 (Reader::Plain(reader), Writer::Plain(writer))
             }
             Some(tls) => {
-                let handshake = tls.connector.connect(tls.server_name.clone(), stream);
-                let stream = timeout(HANDSHAKE_TIMEOUT, handshake)
+                let stream = timeout(HANDSHAKE_TIMEOUT, tls.connect(stream))
                     .await
                     .map_err(|_| BenchError::Timeout("TLS handshake"))?
                     .map_err(BenchError::Tls)?;
