@@ -66,6 +66,15 @@ fn broker(start: impl Fn(u16) -> Command) -> (Guard, u16) {
     panic!("the broker exited at start-up five times, each on a fresh port");
 }
 
+/// `tern serve` in memory on 127.0.0.1:`port`, with `extra` flags.
+fn tern_serve(port: u16, extra: &[&str]) -> Command {
+    let mut command = Command::new(TERN);
+    command.args(["serve", "--in-memory", "--log", "warn", "--listen"]);
+    command.arg(format!("127.0.0.1:{port}"));
+    command.args(extra);
+    command
+}
+
 /// Runs `tern bench pairs` at QoS 1 against `port`, with `extra` flags:
 /// whether it succeeded, its standard output and its standard error.
 fn run_pairs(port: u16, extra: &[&str]) -> (bool, String, String) {
@@ -161,12 +170,7 @@ fn check(result: &serde_json::Value) {
 
 #[test]
 fn bench_pairs_against_tern_loses_nothing_at_qos_1() {
-    let (_broker, port) = broker(|port| {
-        let mut command = Command::new(TERN);
-        command.args(["serve", "--in-memory", "--log", "warn", "--listen"]);
-        command.arg(format!("127.0.0.1:{port}"));
-        command
-    });
+    let (_broker, port) = broker(|port| tern_serve(port, &[]));
     check(&bench_pairs(port, &[]));
 }
 
@@ -199,13 +203,8 @@ fn bench_connects_with_the_credentials_it_is_given() {
         .status()
         .expect("tern passwd runs");
     assert!(created.success(), "tern passwd failed");
-    let (_broker, port) = broker(|port| {
-        let mut command = Command::new(TERN);
-        command.args(["serve", "--in-memory", "--log", "warn", "--listen"]);
-        command.arg(format!("127.0.0.1:{port}"));
-        command.arg("--password-file").arg(&passwords);
-        command
-    });
+    let password_file = passwords.display().to_string();
+    let (_broker, port) = broker(|port| tern_serve(port, &["--password-file", &password_file]));
     check(&bench_pairs(
         port,
         &["-u", "bench-user", "-P", "bench-secret"],
@@ -285,12 +284,7 @@ fn bench_measures_a_tls_listener_with_the_ca_it_is_given() {
 
 #[test]
 fn bench_pub_keeps_its_window_moving_on_acknowledgements_alone() {
-    let (_broker, port) = broker(|port| {
-        let mut command = Command::new(TERN);
-        command.args(["serve", "--in-memory", "--log", "warn", "--listen"]);
-        command.arg(format!("127.0.0.1:{port}"));
-        command
-    });
+    let (_broker, port) = broker(|port| tern_serve(port, &[]));
     // Without subscribers the PUBACKs are the credit. A window of 50 whose
     // acknowledgements all arrive in one read must reopen at once, not at
     // the next read (there is none) or a stall a second later.
