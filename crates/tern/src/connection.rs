@@ -9,6 +9,7 @@ use tern_codec::topic::validate_topic_name;
 use tern_codec::{LastWill, ProtocolVersion, QoS, ReasonCode};
 
 use crate::properties::{Properties, PropertySpecs};
+use crate::tls::{TlsArgs, tls_hint};
 use crate::trace;
 
 /// Where to connect and how to present the client.
@@ -63,6 +64,10 @@ pub struct ConnectArgs {
     pub will_retain: bool,
     #[command(flatten)]
     pub properties: PropertySpecs,
+    /// TLS: --cafile (and --cert/--key for a broker that asks for a client
+    /// certificate), as mosquitto_pub and mosquitto_sub take them.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Print every packet sent and received on standard error.
     #[arg(short = 'd', long)]
     pub debug: bool,
@@ -176,7 +181,23 @@ impl ConnectArgs {
                 .then(|| trace::to_stderr(options.client_id.to_string())),
             ..DriverConfig::default()
         };
-        Client::connect((self.host.as_str(), self.port), options, config)
+        let Some(tls) = self.tls.client(&self.host)? else {
+            return Client::connect((self.host.as_str(), self.port), options, config)
+                .await
+                .map_err(|error| self.explain_connect_error(error));
+        };
+        let at = self.address();
+        let connect = tokio::net::TcpStream::connect((self.host.as_str(), self.port));
+        let stream = tokio::time::timeout(options.connect_timeout, connect)
+            .await
+            .map_err(|_| self.explain_connect_error(ClientError::ConnectTimeout))?
+            .map_err(|error| self.explain_connect_error(ClientError::Io(error)))?;
+        stream.set_nodelay(true)?;
+        let stream = tokio::time::timeout(options.connect_timeout, tls.connect(stream))
+            .await
+            .map_err(|_| anyhow!("the TLS handshake with {at} did not finish in time"))?
+            .map_err(|error| anyhow!("TLS handshake with {at}: {error}{}", tls_hint(&error)))?;
+        Client::connect_over(stream, options, config)
             .await
             .map_err(|error| self.explain_connect_error(error))
     }

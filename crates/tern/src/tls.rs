@@ -7,6 +7,7 @@
 //! skip the check: a test broker's self-made CA is given with `--cafile`,
 //! as with `mosquitto_pub --cafile`.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,7 +54,7 @@ pub struct TlsClient {
 
 impl TlsClient {
     /// Runs the TLS handshake over a connected socket.
-    pub async fn connect(&self, stream: TcpStream) -> std::io::Result<TlsStream> {
+    pub async fn connect(&self, stream: TcpStream) -> io::Result<TlsStream> {
         self.connector
             .connect(self.server_name.clone(), stream)
             .await
@@ -108,6 +109,20 @@ impl TlsArgs {
             connector: TlsConnector::from(Arc::new(config)),
             server_name,
         }))
+    }
+}
+
+/// What to check after a failed TLS handshake, from rustls's message.
+pub fn tls_hint(error: &io::Error) -> &'static str {
+    let message = error.to_string();
+    if message.contains("UnknownIssuer") || message.contains("BadSignature") {
+        "; --cafile must hold the CA that signed the broker's certificate"
+    } else if message.contains("not valid for name") {
+        "; connect by a name the certificate holds, or give it with --tls-server-name"
+    } else if message.contains("eof") {
+        "; the broker closed the connection: is this port a TLS listener?"
+    } else {
+        ""
     }
 }
 
@@ -178,5 +193,15 @@ mod tests {
             format!("{missing:#}").contains("could not read"),
             "{missing:#}"
         );
+    }
+
+    #[test]
+    fn a_failed_handshake_says_what_to_check() {
+        let hint = |text: &str| tls_hint(&io::Error::other(text.to_string()));
+        assert!(hint("invalid peer certificate: UnknownIssuer").contains("--cafile must hold"));
+        assert!(hint("invalid peer certificate: BadSignature").contains("--cafile must hold"));
+        assert!(hint("certificate not valid for name \"localhost\"").contains("--tls-server-name"));
+        assert!(hint("tls handshake eof").contains("TLS listener?"));
+        assert_eq!(hint("something else"), "");
     }
 }

@@ -20,6 +20,7 @@ use tern_codec::{
     ConnAck, Disconnect, Packet, Publish, SubscribeProperties, SubscriptionOptions, TopicFilter,
     UnsubscribeProperties,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -100,7 +101,34 @@ impl Client {
             .map_err(|_| ClientError::ConnectTimeout)??;
         stream.set_nodelay(true)?;
         let (reader, writer) = stream.into_split();
+        Self::start(reader, writer, options, config).await
+    }
 
+    /// Like [`Client::connect`], over a connection the caller has opened
+    /// (a TLS session, for example): sends CONNECT on it and waits for
+    /// CONNACK, within `options.connect_timeout`.
+    pub async fn connect_over<S>(
+        stream: S,
+        options: ConnectOptions,
+        config: DriverConfig,
+    ) -> Result<(Client, Events), ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (reader, writer) = tokio::io::split(stream);
+        Self::start(reader, writer, options, config).await
+    }
+
+    async fn start<R, W>(
+        reader: R,
+        writer: W,
+        options: ConnectOptions,
+        config: DriverConfig,
+    ) -> Result<(Client, Events), ClientError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (command_tx, command_rx) = mpsc::channel(config.command_capacity.max(1));
         let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));
         let (connected_tx, connected_rx) = oneshot::channel();

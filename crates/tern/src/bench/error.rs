@@ -22,7 +22,7 @@ pub enum BenchError {
     Connect(io::Error),
     /// The TLS handshake failed (an untrusted certificate, a name that does
     /// not match, a broker that does not speak TLS on that port).
-    #[error("TLS handshake: {0}{hint}", hint = tls_hint(.0))]
+    #[error("TLS handshake: {0}{hint}", hint = crate::tls::tls_hint(.0))]
     Tls(io::Error),
     /// Reading or writing failed.
     #[error("i/o: {0}")]
@@ -54,35 +54,4 @@ pub enum BenchError {
     /// A topic filter is not valid.
     #[error("invalid topic filter {0:?}: {1}")]
     Filter(String, TopicError),
-}
-
-/// What to check after a failed TLS handshake, from rustls's message.
-fn tls_hint(error: &io::Error) -> &'static str {
-    let message = error.to_string();
-    if message.contains("UnknownIssuer") || message.contains("BadSignature") {
-        "; --cafile must hold the CA that signed the broker's certificate"
-    } else if message.contains("not valid for name") {
-        "; connect by a name the certificate holds, or give it with --tls-server-name"
-    } else if message.contains("eof") {
-        "; the broker closed the connection: is this port a TLS listener?"
-    } else {
-        ""
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failed_handshake_says_what_to_check() {
-        let error = |text: &str| BenchError::Tls(io::Error::other(text.to_string())).to_string();
-        assert!(error("invalid peer certificate: UnknownIssuer").contains("--cafile must hold"));
-        assert!(error("invalid peer certificate: BadSignature").contains("--cafile must hold"));
-        assert!(
-            error("certificate not valid for name \"localhost\"").contains("--tls-server-name")
-        );
-        assert!(error("tls handshake eof").contains("TLS listener?"));
-        assert_eq!(error("something else"), "TLS handshake: something else");
-    }
 }

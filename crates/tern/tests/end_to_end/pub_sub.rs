@@ -2,7 +2,8 @@
 //! `mosquitto_sub`, at QoS 0, 1 and 2, in MQTT 3.1.1 and 5.
 
 use crate::support::{
-    Broker, Running, file_in, mosquitto_client, run, run_with_input, stdout_of, tern, words,
+    Broker, Running, failure_of, file_in, mosquitto_client, run, run_with_input, stdout_of, tern,
+    words,
 };
 
 const VERSIONS: [&str; 2] = ["311", "5"];
@@ -140,4 +141,69 @@ fn lines_files_and_repeats_arrive_in_order() {
         stdout_of(&subscriber.wait()),
         "first\nsecond\n\nfourth\nfrom a file\nagain\nagain\n"
     );
+}
+
+/// A CA, and a server certificate and key it signed for localhost and
+/// 127.0.0.1, as PEM
+/// files in `dir` (readable by Mosquitto after it drops root): the paths of
+/// the CA, the certificate and the key.
+fn tls_files(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("a CA key"))
+        .expect("the CA certificate");
+    let key = KeyPair::generate().expect("a server key");
+    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("server parameters")
+        .signed_by(&key, &ca)
+        .expect("the server certificate");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let files = [
+        file_in(dir, "ca.pem", ca.pem().as_bytes()),
+        file_in(dir, "server.pem", server.pem().as_bytes()),
+        file_in(dir, "server.key", key.serialize_pem().as_bytes()),
+    ];
+    for file in &files {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    files
+}
+
+#[test]
+fn tern_pub_and_sub_speak_tls_with_the_ca_they_are_given() {
+    let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+    let [ca, cert, key] = tls_files(dir.path());
+    let broker = Broker::with_config(&format!(
+        "allow_anonymous true\ncertfile {}\nkeyfile {}\n",
+        cert.display(),
+        key.display()
+    ));
+    let port = broker.port();
+    let cafile = ca.display().to_string();
+    for version in VERSIONS {
+        let topic = format!("e2e/tls/{version}");
+        let id = format!("tls-sub-{version}");
+        let subscriber = tern_sub(
+            &broker,
+            &id,
+            &format!("-V {version} -q 1 -t {topic} -C 1 --cafile {cafile}"),
+        );
+        let publish =
+            format!("pub -p {port} -V {version} -q 1 -t {topic} -m secret --cafile {cafile}");
+        stdout_of(&run(tern(&words(&publish))));
+        assert_eq!(stdout_of(&subscriber.wait()), "secret\n");
+    }
+
+    let other_dir = tempfile::tempdir().expect("cannot create a temporary directory");
+    let [other_ca, _, _] = tls_files(other_dir.path());
+    let untrusted = format!(
+        "pub -p {port} -t e2e/tls -m x --cafile {}",
+        other_ca.display()
+    );
+    let error = failure_of(&run(tern(&words(&untrusted))));
+    assert!(error.contains("TLS handshake"), "{error}");
+    assert!(error.contains("--cafile must hold"), "{error}");
 }
