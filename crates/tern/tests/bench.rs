@@ -218,56 +218,74 @@ fn bench_connects_with_the_credentials_it_is_given() {
     );
 }
 
-/// A CA and a server certificate it signed for 127.0.0.1, as PEM files in
-/// `dir`: (CA, server certificate, server key).
-fn certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+/// PEM files in a directory: a CA, and a server and a client certificate it
+/// signed, each with its key.
+struct Certificates {
+    ca: String,
+    server: String,
+    server_key: String,
+    client: String,
+    client_key: String,
+}
+
+/// Makes [`Certificates`] in `dir`; the server's is for 127.0.0.1.
+fn certificates(dir: &Path) -> Certificates {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("a CA key"))
         .expect("the CA certificate");
-    let server_key = KeyPair::generate().expect("a server key");
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("server parameters")
-        .signed_by(&server_key, &ca)
-        .expect("the server certificate");
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("a PEM file");
+        path.display().to_string()
+    };
+    let signed = |names: Vec<String>| {
+        let key = KeyPair::generate().expect("a key");
+        let certificate = CertificateParams::new(names)
+            .expect("certificate parameters")
+            .signed_by(&key, &ca)
+            .expect("a certificate");
+        (certificate.pem(), key.serialize_pem())
+    };
+    let (server, server_key) = signed(vec!["127.0.0.1".to_string()]);
+    let (client, client_key) = signed(vec!["bench-client".to_string()]);
+    Certificates {
+        ca: write("ca.pem", ca.pem()),
+        server: write("server.pem", server),
+        server_key: write("server.key", server_key),
+        client: write("client.pem", client),
+        client_key: write("client.key", client_key),
+    }
+}
+
+/// `tern serve` in memory with one TLS listener on 127.0.0.1:`port`, and
+/// these extra lines in its `[[listener]]` table.
+fn tern_tls(dir: &Path, port: u16, files: &Certificates, extra: &str) -> Command {
+    let config = dir.join("tern.toml");
+    let text = format!(
+        "data_dir = \"\"\n[[listener]]\nbind = \"127.0.0.1:{port}\"\nkind = \"tls\"\n\
+         cert = {:?}\nkey = {:?}\n{extra}",
+        files.server, files.server_key
     );
-    std::fs::write(&paths.0, ca.pem()).expect("ca.pem");
-    std::fs::write(&paths.1, server.pem()).expect("server.pem");
-    std::fs::write(&paths.2, server_key.serialize_pem()).expect("server.key");
-    paths
+    std::fs::write(&config, text).expect("the Tern configuration");
+    let mut command = Command::new(TERN);
+    command.args(["serve", "--log", "warn", "--config"]);
+    command.arg(config);
+    command
 }
 
 #[test]
 fn bench_measures_a_tls_listener_with_the_ca_it_is_given() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (ca, cert, key) = certificates(dir.path());
+    let files = certificates(dir.path());
     let other_dir = tempfile::tempdir().expect("another temporary directory");
-    let (other_ca, _, _) = certificates(other_dir.path());
-    let (_broker, port) = broker(|port| {
-        let config = dir.path().join("tern.toml");
-        let text = format!(
-            "data_dir = \"\"\n[[listener]]\nbind = \"127.0.0.1:{port}\"\nkind = \"tls\"\n\
-             cert = {:?}\nkey = {:?}\n",
-            cert.display().to_string(),
-            key.display().to_string()
-        );
-        std::fs::write(&config, text).expect("the Tern configuration");
-        let mut command = Command::new(TERN);
-        command.args(["serve", "--log", "warn", "--config"]);
-        command.arg(config);
-        command
-    });
-    let cafile = ca.display().to_string();
-    check(&bench_pairs(port, &["--cafile", &cafile]));
+    let other = certificates(other_dir.path());
+    let (_broker, port) = broker(|port| tern_tls(dir.path(), port, &files, ""));
+    check(&bench_pairs(port, &["--cafile", &files.ca]));
 
-    let untrusted = other_ca.display().to_string();
-    let (succeeded, stdout, stderr) = run_pairs(port, &["--cafile", &untrusted]);
+    let (succeeded, stdout, stderr) = run_pairs(port, &["--cafile", &other.ca]);
     assert!(
         !succeeded,
         "a certificate from another CA was accepted: {stdout}"
@@ -280,6 +298,30 @@ fn bench_measures_a_tls_listener_with_the_ca_it_is_given() {
     let (succeeded, _, stderr) = run_pairs(port, &["--tls"]);
     assert!(!succeeded);
     assert!(stderr.contains("--tls needs --cafile"), "{stderr}");
+}
+
+#[test]
+fn bench_presents_a_client_certificate_where_the_listener_requires_one() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let files = certificates(dir.path());
+    let mutual = format!("ca = {:?}\nrequire_client_cert = true\n", files.ca);
+    let (_broker, port) = broker(|port| tern_tls(dir.path(), port, &files, &mutual));
+    let with_certificate = [
+        "--cafile",
+        &files.ca,
+        "--cert",
+        &files.client,
+        "--key",
+        &files.client_key,
+    ];
+    check(&bench_pairs(port, &with_certificate));
+
+    let (succeeded, stdout, stderr) = run_pairs(port, &["--cafile", &files.ca]);
+    assert!(
+        !succeeded,
+        "connected without a client certificate: {stdout}"
+    );
+    assert!(stderr.contains("could not be set up"), "{stderr}");
 }
 
 #[test]
