@@ -1,5 +1,5 @@
-//! TLS for the command line's own clients (`tern bench`): the flags, and
-//! the rustls client configuration they make.
+//! TLS for the command line's own clients (`tern pub`, `tern sub`, `tern
+//! bench`): the flags, and the rustls client configuration they make.
 //!
 //! The server's certificate is checked against the CA certificates of
 //! `--cafile` and the name it is reached by (`--host`, or
@@ -13,10 +13,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use rustls::ClientConfig;
-use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 

@@ -27,8 +27,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use super::error::BenchError;
-use crate::tls::{TlsClient, TlsStream};
 use bytes::BytesMut;
 use tern_client::{ClientSession, ConnectOptions, Event, Output};
 use tern_codec::{Decoder, Disconnect, QoS, SubscribeProperties, SubscriptionOptions, TopicFilter};
@@ -36,6 +34,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, Rea
 use tokio::net::TcpSocket;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Duration, sleep_until, timeout};
+
+use super::error::BenchError;
+use crate::tls::{TlsClient, TlsStream};
 
 /// Stop producing while this many bytes wait to be written.
 pub const WRITE_HIGH_WATER: usize = 64 * 1024;
