@@ -83,6 +83,19 @@ pub fn parse_version(text: &str) -> Result<ProtocolVersion, String> {
     }
 }
 
+/// Refuses a password without a user name before MQTT 5, where CONNECT
+/// cannot carry one alone (-u and -P of `tern pub`, `sub` and `bench`).
+pub fn check_credentials(
+    version: ProtocolVersion,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> anyhow::Result<()> {
+    if password.is_some() && username.is_none() && !version.is_v5() {
+        bail!("a password (-P) needs a user name (-u) before MQTT 5: add -u USER");
+    }
+    Ok(())
+}
+
 /// The QoS of a 0..=2 value that clap has already range-checked.
 pub fn qos(value: u8) -> QoS {
     match value {
@@ -138,9 +151,11 @@ impl ConnectArgs {
                 "MQTT 3.1 needs a client identifier of 1 to 23 characters: change -i, or use -V 311 or -V 5"
             );
         }
-        if self.password.is_some() && self.username.is_none() && !self.version.is_v5() {
-            bail!("a password (-P) needs a user name (-u) before MQTT 5: add -u USER");
-        }
+        check_credentials(
+            self.version,
+            self.username.as_deref(),
+            self.password.as_deref(),
+        )?;
         let mut options = ConnectOptions::new(self.version, client_id);
         options.clean_start = !self.persistent;
         options.keep_alive = self.keep_alive;

@@ -23,17 +23,16 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
 use tern_client::{ClientSession, ConnectOptions, Event, Output};
 use tern_codec::{Decoder, Disconnect, QoS, SubscribeProperties, SubscriptionOptions, TopicFilter};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpSocket;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Duration, sleep_until, timeout};
+use tokio_util::either::Either;
 
 use super::error::BenchError;
 use crate::tls::{TlsClient, TlsStream};
@@ -86,65 +85,16 @@ fn defer_port(_socket: &TcpSocket) -> io::Result<()> {
     Ok(())
 }
 
-/// The reading half of a connection, plain or TLS.
-enum Reader {
-    Plain(OwnedReadHalf),
-    Tls(ReadHalf<TlsStream>),
-}
+/// The reading half of a connection: plain (left) or TLS (right).
+type Reader = Either<OwnedReadHalf, ReadHalf<TlsStream>>;
+/// The writing half of a connection: plain (left) or TLS (right).
+type Writer = Either<OwnedWriteHalf, WriteHalf<TlsStream>>;
 
-/// The writing half of a connection, plain or TLS.
-enum Writer {
-    Plain(OwnedWriteHalf),
-    Tls(WriteHalf<TlsStream>),
-}
-
-impl Writer {
-    /// Whether a write may leave bytes behind that only a flush sends: TLS
-    /// takes the plaintext whole and writes its records as the socket
-    /// allows, keeping the rest until the next write or flush.
-    fn buffers(&self) -> bool {
-        matches!(self, Self::Tls(_))
-    }
-}
-
-impl AsyncRead for Reader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(half) => Pin::new(half).poll_read(cx, buf),
-            Self::Tls(half) => Pin::new(half).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Writer {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(half) => Pin::new(half).poll_write(cx, buf),
-            Self::Tls(half) => Pin::new(half).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(half) => Pin::new(half).poll_flush(cx),
-            Self::Tls(half) => Pin::new(half).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(half) => Pin::new(half).poll_shutdown(cx),
-            Self::Tls(half) => Pin::new(half).poll_shutdown(cx),
-        }
-    }
+/// Whether a write may leave bytes behind that only a flush sends: TLS
+/// takes the plaintext whole and writes its records as the socket allows,
+/// keeping the rest until the next write or flush.
+fn buffers(writer: &Writer) -> bool {
+    matches!(writer, Either::Right(_))
 }
 
 /// An MQTT connection driven by a bench task.
@@ -197,7 +147,7 @@ impl Link {
         let (reader, writer) = match tls {
             None => {
                 let (reader, writer) = stream.into_split();
-                (Reader::Plain(reader), Writer::Plain(writer))
+                (Either::Left(reader), Either::Left(writer))
             }
             Some(tls) => {
                 let stream = timeout(HANDSHAKE_TIMEOUT, tls.connect(stream))
@@ -205,7 +155,7 @@ impl Link {
                     .map_err(|_| BenchError::Timeout("TLS handshake"))?
                     .map_err(BenchError::Tls)?;
                 let (reader, writer) = tokio::io::split(stream);
-                (Reader::Tls(reader), Writer::Tls(writer))
+                (Either::Right(reader), Either::Right(writer))
             }
         };
         let decoder = Decoder::new(options.protocol, options.max_packet_size());
@@ -331,7 +281,7 @@ impl Link {
                 match sent {
                     Ok(Some(0)) => Err(BenchError::Closed),
                     Ok(Some(_)) => {
-                        self.unflushed = self.writer.buffers();
+                        self.unflushed = buffers(&self.writer);
                         Ok(Wake::Wrote)
                     }
                     Ok(None) => {

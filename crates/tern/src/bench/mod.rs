@@ -33,7 +33,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum, value_parser};
 use tern_codec::ProtocolVersion;
 
-use crate::connection::parse_version;
+use crate::connection::{check_credentials, parse_version};
 use crate::tls::TlsArgs;
 
 /// What a run does.
@@ -191,9 +191,11 @@ pub fn run_command(args: BenchArgs) -> anyhow::Result<()> {
     {
         bail!("--rate must be a non-negative number of messages per second");
     }
-    if args.password.is_some() && args.username.is_none() && !args.version.is_v5() {
-        bail!("a password (-P) needs a user name (-u) before MQTT 5: add -u USER");
-    }
+    check_credentials(
+        args.version,
+        args.username.as_deref(),
+        args.password.as_deref(),
+    )?;
     if args.inflight.is_some() && args.qos == 0 && args.scenario == Scenario::Pub {
         bail!(
             "--inflight needs subscribers or QoS 1/2 acknowledgments; `pub` at QoS 0 has neither"
